@@ -1,0 +1,4 @@
+"""rnnbench harnesses: parity, speed, reports, and the `rnnbench` command line.
+
+Importing this package imports no deep-learning framework.
+"""

@@ -1,0 +1,125 @@
+"""The `rnnbench` command line. Each verb parses its options here and calls one module."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from common.errors import RnnbenchError
+
+VERSION = "0.1.0"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_info(sub):
+    p = sub.add_parser("info", help="installed frameworks, versions, devices, threads")
+    p.add_argument("--json", action="store_true", help="print the records as JSON")
+    p.set_defaults(func=_cmd_info)
+
+
+def _add_data(sub):
+    from common.corpora import CORPORA
+    p = sub.add_parser("data", help="statistics of a corpus")
+    p.add_argument("name", choices=CORPORA, metavar="NAME", help=f"one of: {', '.join(CORPORA)}")
+    p.add_argument("--path", help="read the corpus from this file or directory instead of "
+                                  "downloading it (human_numbers: generated when omitted)")
+    p.add_argument("--token", choices=("char", "word", "src", "tgt"),
+                   help="char or word tokens; for fra_eng src (English) or tgt (French)")
+    p.add_argument("--top", type=_positive_int, default=10, help="how many frequent tokens to show")
+    p.set_defaults(func=_cmd_data)
+
+
+def _add_run(sub):
+    p = sub.add_parser("run", help="the main job: info, data and the checks available, on "
+                                   "generated data (no download)")
+    p.add_argument("--out", default="rnnbench-results", help="results root directory")
+    p.add_argument("--quick", action="store_true", help="the quick subset (the default job)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_parity(sub):
+    from common.config import DTYPES
+    from common.registry import backend_names
+    p = sub.add_parser("parity", help="do all implementations compute the same thing?")
+    p.add_argument("--quick", action="store_true", help="1-layer uni and 2-layer bi cases only")
+    p.add_argument("--backends", nargs="+", choices=backend_names(), metavar="NAME",
+                   help=f"backends to compare (default: all of {', '.join(backend_names())})")
+    p.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES), metavar="DTYPE",
+                   help="float64 and/or float32 (default: both)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--out", help="directory for parity.json and parity.md "
+                                 "(default: a new rnnbench-results/parity-* directory)")
+    p.set_defaults(func=_cmd_parity)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="rnnbench", description="RNN/LSTM/GRU parity and speed across "
+                           "PyTorch, MXNet Gluon and JAX. With no verb: `rnnbench run --quick`.")
+    parser.add_argument("--version", action="version", version=f"rnnbench {VERSION}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
+    for add in (_add_info, _add_data, _add_parity, _add_run):
+        add(sub)
+    from bench import train_cli
+    train_cli.add_train(sub, _positive_int)
+    train_cli.add_generate(sub, _positive_int)
+    train_cli.add_quality(sub)
+    train_cli.add_trajectory(sub)
+    from bench.translate_cli import add_translate; add_translate(sub)  # noqa: E702
+    return parser
+
+
+def _cmd_info(args):
+    from bench import info
+    return info.main(as_json=args.json)
+
+
+def _cmd_data(args):
+    from bench import datastats
+    return datastats.main(args.name, path=args.path, token=args.token, top=args.top)
+
+
+def _cmd_parity(args):
+    from pathlib import Path
+
+    from bench import parity_report, records
+    out = Path(args.out) if args.out else records.new_run_dir(prefix="parity")
+    return parity_report.main(args.quick, args.backends, args.dtypes, args.device, out)
+
+
+def _cmd_run(args):
+    from bench import mainjob
+    return mainjob.main(out_root=args.out, quick=True)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv or ["run", "--quick"])
+    try:
+        return int(args.func(args) or 0)
+    except (RnnbenchError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        sys.stderr.write(f"rnnbench: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("rnnbench: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
