@@ -1,0 +1,175 @@
+"""Render parity records: terminal matrices, a markdown section, and the `parity` verb."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict, List
+
+from bench.parity import NOTE_SEP
+from bench.tolerances import describe as describe_tolerances
+
+SHORT = {"PASS": "ok", "FAIL": "FAIL", "NOT SUPPORTED": "n/s", "NOT INSTALLED": "n/i",
+         "ERROR": "ERR", "DIFFERENT FUNCTION": "diff"}
+RANK = ["PASS", "DIFFERENT FUNCTION", "NOT INSTALLED", "NOT SUPPORTED", "FAIL", "ERROR"]
+
+
+def _cell_label(r) -> str:
+    return f"gru[{r['variant']}]" if r["cell"] == "gru" else r["cell"]
+
+
+def matrices(records: List[dict]) -> "OrderedDict":
+    """{(cell label, dtype): {"labels": [...], "pairs": {(a, b): (status, max_abs)}}}.
+
+    Each entry aggregates over layers and directions: the worst status and the largest error.
+    """
+    out = OrderedDict()
+    for r in records:
+        if r["status"] == "DIFFERENT FUNCTION":
+            continue
+        m = out.setdefault((_cell_label(r), r["dtype"]), {"labels": [], "pairs": {}})
+        for label in (r["a"], r["b"]):
+            if label not in m["labels"]:
+                m["labels"].append(label)
+        status, err = m["pairs"].get((r["a"], r["b"]), ("PASS", 0.0))
+        status = max(status, r["status"], key=RANK.index)
+        m["pairs"][(r["a"], r["b"])] = (status, max(err, r["max_abs"] or 0.0))
+    return out
+
+
+def _entry(m, a, b) -> str:
+    if a == b:
+        return "—"
+    status, err = m["pairs"].get((a, b)) or m["pairs"].get((b, a))
+    if status in ("PASS", "FAIL"):
+        return f"{SHORT[status]} {err:.1e}"
+    return SHORT[status]
+
+
+LAYER_SCOPE = "layers 1,2 x uni/bi and all quantities"
+
+
+def matrix_text(key, m, scope: str = LAYER_SCOPE) -> str:
+    labels = m["labels"]
+    width = max(14, max(len(x) for x in labels) + 1)
+    head = f"{key[0]} {key[1]}: max abs error over {scope}"
+    rows = [head, " " * width + "".join(f"{x:>{width}}" for x in labels)]
+    for a in labels:
+        rows.append(f"{a:<{width}}" + "".join(f"{_entry(m, a, b):>{width}}" for b in labels))
+    return "\n".join(rows)
+
+
+def matrix_markdown(key, m) -> str:
+    labels = m["labels"]
+    rows = [f"**{key[0]}, {key[1]}**", "", "| | " + " | ".join(labels) + " |",
+            "|---" * (len(labels) + 1) + "|"]
+    for a in labels:
+        rows.append(f"| {a} | " + " | ".join(_entry(m, a, b) for b in labels) + " |")
+    return "\n".join(rows)
+
+
+def notes(records: List[dict]) -> Dict[str, List[str]]:
+    """Not-supported reasons (deduplicated), failures, and the reset_before distances."""
+    unsupported, failures, distances = OrderedDict(), [], []
+    for r in records:
+        case = f"{_cell_label(r)} L{r['layers']} {'bi' if r['bidirectional'] else 'uni'} {r['dtype']}"
+        if r["status"] in ("NOT SUPPORTED", "NOT INSTALLED", "ERROR"):
+            for part in r["note"].split(NOTE_SEP):
+                unsupported.setdefault(part, None)
+        if r["status"] in ("FAIL", "ERROR"):
+            failures.append(f"{case}: {r['a']} vs {r['b']}: {r['status']} {r['note']}")
+        if r["status"] == "DIFFERENT FUNCTION":
+            out = r["errors"]["outputs"]
+            distances.append(f"{case}: {r['a']} vs {r['b']}: outputs differ by up to "
+                             f"{out['max_abs']:.3g} (normwise rel {out['max_rel']:.3g}); "
+                             f"all quantities up to {r['max_abs']:.3g}")
+    return {"not supported": list(unsupported), "failures": failures, "distances": distances}
+
+
+def summary_counts(records: List[dict]) -> Dict[str, int]:
+    counts = OrderedDict((s, 0) for s in RANK)
+    for r in records:
+        counts[r["status"]] += 1
+    return {k: v for k, v in counts.items() if v}
+
+
+def text_report(records: List[dict], scope: str = LAYER_SCOPE) -> str:
+    parts = [matrix_text(k, m, scope) for k, m in matrices(records).items()]
+    n = notes(records)
+    legend = "ok = PASS, n/s = not supported, n/i = not installed, ERR = error"
+    parts.append(legend)
+    for title in ("not supported", "distances", "failures"):
+        if n[title]:
+            heading = {"not supported": "Not supported (the adapter's own reason):",
+                       "distances": "reset_before GRU vs the built-in (reset_after) on the same "
+                                    "weights — different functions, reported, not failed:",
+                       "failures": "FAILURES:"}[title]
+            parts.append(heading + "\n" + "\n".join("  " + x for x in n[title]))
+    parts.append("Totals: " + ", ".join(f"{k} {v}" for k, v in summary_counts(records).items()))
+    return "\n\n".join(parts)
+
+
+def worst_table(records: List[dict]) -> str:
+    """Markdown: per cell, the largest error over every passing pair, per dtype, and the counts."""
+    worst, counts = OrderedDict(), OrderedDict()
+    for r in records:
+        cell = _cell_label(r)
+        counts.setdefault(cell, OrderedDict((s, 0) for s in RANK))[r["status"]] += 1
+        if r["status"] == "PASS":
+            key = (cell, r["dtype"])
+            worst[key] = max(worst.get(key, 0.0), r["max_abs"])
+    dtypes = sorted({d for _, d in worst}, reverse=True)      # float64 first
+    rows = ["| cell | " + " | ".join(f"worst {d} error" for d in dtypes) + " | pairs |",
+            "|---" * (len(dtypes) + 2) + "|"]
+    for cell, c in counts.items():
+        errs = " | ".join(f"{worst[(cell, d)]:.1e}" if (cell, d) in worst else "—" for d in dtypes)
+        rows.append(f"| {cell} | {errs} | " + ", ".join(f"{k} {v}" for k, v in c.items() if v) + " |")
+    return "\n".join(rows)
+
+
+def markdown_section(data: dict) -> str:
+    """The parity section of the report, from a parity JSON document."""
+    records = data["records"]
+    env = data["environment"]
+    lines = ["## Parity", "",
+             f"Device: {env['device']}. Sizes: {env['sizes']}. Every pair of implementations "
+             "ran the same seeded canonical weights, inputs, initial states (zero and non-zero) "
+             "and cotangents; entries are the largest absolute difference over outputs, final "
+             "states and VJP gradients (parameters, inputs, initial state), over 1 and 2 layers, "
+             "uni- and bidirectional.", "", "Tolerances:", "",
+             *[f"- {line}" for line in describe_tolerances().splitlines()], "",
+             "Totals: " + ", ".join(f"{k} {v}" for k, v in summary_counts(records).items()), "",
+             worst_table(records), ""]
+    for key, m in matrices(records).items():
+        lines += [matrix_markdown(key, m), ""]
+    n = notes(records)
+    for title, items in n.items():
+        if items:
+            lines += [f"**{title.capitalize()}**", ""] + [f"- {x}" for x in items] + [""]
+    return "\n".join(lines)
+
+
+def main(quick: bool, backends, dtypes, device: str, out: Path) -> int:
+    """The `rnnbench parity` verb: run, print, write JSON and markdown; 1 on any FAIL."""
+    from tqdm import tqdm
+
+    from bench import parity, records as rec, seq2seq_parity as s2s
+
+    for name in ("parity.json", "parity.md"):   # fail before the work, not after it
+        if (out / name).exists():
+            raise FileExistsError(f"{out / name} exists; choose another --out")
+    cases = parity.default_cases(quick=quick, dtypes=dtypes)
+    bar = tqdm(total=len(cases) + len(s2s.default_cases(dtypes)), desc="parity", unit="case",
+               leave=False)
+    progress = lambda c: (bar.set_postfix_str(c.label), bar.update(1))
+    run = parity.run(cases, backends, device, progress=progress)
+    seq2seq = s2s.run(dtypes, backends, device, progress=progress)
+    bar.close()
+    doc = run.to_json()
+    doc["seq2seq"] = s2s.to_json(seq2seq)
+    json_path = rec.write_json(out / "parity.json", doc)
+    md = markdown_section(doc) + "\n" + s2s.markdown_section(doc["seq2seq"]) + "\n"
+    md_path = rec.write_atomic(out / "parity.md", md)
+    print(text_report(doc["records"]))
+    print("\n" + s2s.text_section(doc["seq2seq"]["records"]))
+    print(f"\nwrote {json_path} and {md_path}")
+    return 1 if run.failed or s2s.failed(seq2seq) else 0

@@ -1,0 +1,203 @@
+"""The JAX backend: the `common.backend.Backend` protocol over `layers.py`, and the
+`LMBackend` protocol over `lm.py` and `train.py` (a model handle is an `lm.JaxLM`).
+
+NumPy in, NumPy out, in the layer's dtype. A layer handle holds the parameters as device arrays:
+canonical names for scratch, Flax's flat native names (convert.py) for builtin, so that the
+built-in's gradients are taken with respect to its own parameters. No state is kept in it.
+
+Every call runs inside `devices.compute_scope` (x64 only for float64, "highest" matmul
+precision on a GPU) and creates its arrays there. `forward` and `vjp` are jitted once at module
+level with `spec` and `impl` static, so JAX's jit cache holds one executable per (spec, impl,
+dtype, shapes, device). Copying the results to NumPy blocks until they are computed; a timing
+harness calling the jitted functions directly must call `block_until_ready()` itself.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.backend import VJPResult, zeros_state
+from common.config import DTYPES, IMPLS, LayerSpec, check_choice
+from common.errors import NotSupported
+from common.params import (Params, cast_params, check_params, lm_param_shapes, param_shapes,
+                           prefixes)
+
+from . import lm, train
+from .convert import from_native, grads_from_native, to_native
+from .devices import compute_scope, device_names, resolve_device
+from .layers import (builtin_code_path, builtin_forward, make_builtin, scratch_code_path,
+                     scratch_forward)
+
+THREAD_VARS = ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "TF_CPP_MIN_LOG_LEVEL", "JAX_PLATFORMS", "JAX_ENABLE_X64")
+
+
+def run_layer(spec: LayerSpec, impl: str, params, X, states):
+    """`X: (T, B, I)` -> `(Y, finals)` through the scratch scan or Flax's layers."""
+    if impl == "scratch":
+        return scratch_forward(spec, params, X, states)
+    return builtin_forward(spec, params, X, states)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def forward_jit(spec: LayerSpec, impl: str, params, X, states):
+    """Jitted `run_layer`."""
+    return run_layer(spec, impl, params, X, states)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def vjp_jit(spec: LayerSpec, impl: str, params, X, states, G, G_states):
+    """`(Y, finals, (dparams, dX, dstates))`: the VJP of `run_layer` fed `(G, G_states)`."""
+    (Y, finals), pullback = jax.vjp(functools.partial(run_layer, spec, impl), params, X, states)
+    return Y, finals, pullback((G, G_states))
+
+
+@dataclass
+class JaxLayer:
+    """What `build_layer` returns: `params` are device arrays (canonical or native names)."""
+
+    spec: LayerSpec
+    impl: str
+    dtype: str
+    device: jax.Device
+    params: Optional[Dict[str, jax.Array]] = None
+    code_path: str = ""  # the code that runs, for every record made with this layer
+
+    def scope(self):
+        return compute_scope(self.device, self.dtype)
+
+    def array(self, array) -> jax.Array:
+        """A NumPy array on the layer's device in its dtype; call inside `scope()`."""
+        array = np.asarray(array, dtype=self.dtype)
+        with warnings.catch_warnings():
+            # JAX truncates float64 to float32 with only a warning when x64 is off.
+            warnings.filterwarnings("error", ".*requested .* is not available", UserWarning)
+            try:  # inside scope(), jnp.asarray already lands on self.device
+                return jax.device_put(jnp.asarray(array, dtype=self.dtype), self.device)
+            except UserWarning as exc:
+                raise NotSupported(f"jax cannot compute {self.dtype} on {self.device} here: "
+                                   f"jax says: {exc}") from exc
+
+    def states_in(self, state, batch: int) -> List:
+        """A contract-layout NumPy state (None = zeros) as device arrays, LSTM pairs as tuples."""
+        if state is None:
+            state = zeros_state(self.spec, batch, self.dtype)
+        if len(state) != len(prefixes(self.spec)):
+            raise ValueError(f"{self.spec.label} takes {len(prefixes(self.spec))} states "
+                             f"(one per layer and direction), got {len(state)}")
+        lstm = self.spec.cell == "lstm"
+        return [tuple(map(self.array, s)) if lstm else self.array(s) for s in state]
+
+
+def to_numpy(tree):
+    """Device arrays (any pytree) -> writable NumPy copies; blocks until they are computed."""
+    return jax.tree.map(np.array, tree)  # np.asarray would hand out read-only views
+
+
+def _states_out(states) -> List:
+    """Final states in the contract's layout, as NumPy (LSTM pairs stay tuples)."""
+    return to_numpy(list(states))
+
+
+def _versions() -> dict:
+    """Versions of the modules actually imported (not just what pip metadata says)."""
+    import flax
+    import jaxlib
+    import optax
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+            "optax": optax.__version__}
+
+
+class JaxBackend:
+    """JAX: scratch cells under `lax.scan`, or Flax linen's `nn.RNN` over its built-in cells."""
+
+    name = "jax"
+
+    def info(self) -> dict:
+        return {
+            "framework": "jax",
+            "versions": _versions(),
+            "default_backend": jax.default_backend(),
+            "devices": device_names(),
+            "x64_default": bool(jax.config.read("jax_enable_x64")),
+            "threads": {"cpu_count": os.cpu_count(),
+                        **{k: os.environ[k] for k in THREAD_VARS if k in os.environ}},
+        }
+
+    def build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str = "float32",
+                    device: str = "cpu") -> JaxLayer:
+        check_choice("impl", impl, IMPLS)
+        check_choice("dtype", dtype, DTYPES)
+        check_params(params, param_shapes(spec))
+        params, dev = cast_params(params, dtype), resolve_device(device)
+        layer = JaxLayer(spec, impl, dtype, dev, code_path=scratch_code_path(dev.platform))
+        if impl == "builtin":
+            make_builtin(spec)  # raises NotSupported for a variant Flax lacks
+            params = to_native(spec, params)
+            layer.code_path = builtin_code_path(spec, dev.platform)
+        with layer.scope():
+            layer.params = {k: layer.array(v) for k, v in params.items()}
+        return layer
+
+    def get_params(self, layer: JaxLayer) -> Params:
+        arrays = to_numpy(layer.params)
+        return arrays if layer.impl == "scratch" else from_native(layer.spec, arrays)
+
+    def forward(self, layer: JaxLayer, X: np.ndarray, state: Optional[list] = None):
+        with layer.scope():
+            states = layer.states_in(state, X.shape[1])
+            Y, finals = forward_jit(layer.spec, layer.impl, layer.params, layer.array(X), states)
+            return to_numpy(Y), _states_out(finals)
+
+    def vjp(self, layer: JaxLayer, X: np.ndarray, state: Optional[list], G: np.ndarray,
+            G_state: Optional[list] = None) -> VJPResult:
+        with layer.scope():
+            # None states become zeros here, so one executable serves both cases.
+            args = (layer.array(X), layer.states_in(state, X.shape[1]), layer.array(G),
+                    layer.states_in(G_state, X.shape[1]))
+            Y, finals, (grads, dX, dstates) = vjp_jit(layer.spec, layer.impl, layer.params, *args)
+            grads = to_numpy(grads)
+            if layer.impl == "builtin":
+                grads = grads_from_native(layer.spec, grads)
+            dstate = None if state is None else _states_out(dstates)
+            return VJPResult(to_numpy(Y), _states_out(finals), grads, to_numpy(dX), dstate)
+
+    # Language models (common.backend.LMBackend).
+
+    def build_lm(self, cfg, params: Params, dtype: str = "float32",
+                 device: str = "cpu") -> lm.JaxLM:
+        check_choice("dtype", dtype, DTYPES)
+        if cfg.layer_spec.bidirectional:
+            raise NotSupported("a bidirectional language model would see the tokens it predicts")
+        check_params(params, lm_param_shapes(cfg))
+        return lm.build_lm(cfg, cast_params(params, dtype), dtype, resolve_device(device))
+
+    def lm_params(self, model: lm.JaxLM) -> Params:
+        return model.canonical_params()
+
+    def lm_forward(self, model: lm.JaxLM, ids: np.ndarray, state: Optional[list] = None):
+        with model.scope():
+            logits, finals = model.forward(model.ids_in(ids), state)
+            return to_numpy(logits), _states_out(finals)
+
+    def lm_loss_grads(self, model: lm.JaxLM, ids: np.ndarray, targets: np.ndarray,
+                      state: Optional[list] = None):
+        with model.scope():
+            ids, targets = model.ids_in(ids), model.ids_in(targets)
+            loss, grads, finals = lm.loss_and_grads(model.cfg, model.params, ids, targets,
+                                                    model.states_in(state, ids.shape[0]))
+            return float(loss), model.canonical(to_numpy(grads), grads=True), _states_out(finals)
+
+    def make_trainer(self, model: lm.JaxLM, optimizer: str = "sgd", lr: float = 1.0,
+                     clip: Optional[float] = 1.0) -> train.Trainer:
+        return train.make_trainer(model, optimizer, lr, clip)
+
+
+BACKEND = JaxBackend()

@@ -1,0 +1,55 @@
+"""Pure one-step cells in JAX, written from d2l's equations (CONTRACT.md).
+
+`p` holds one (layer, direction)'s canonical parameters without the prefix (`W_xh`, `W_hh`,
+`b_h`, ...) as arrays, weights `(in, out)` so the math reads `X @ W`; `X: (B, I)` is one
+time step. Each step returns the new state: `H: (B, H)`, or for LSTM the pair `(H, C)`.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+from jax.nn import sigmoid
+
+from common.config import CELLS, GRU_VARIANTS, check_choice
+
+
+def rnn_step(p, X, H):
+    """d2l's RNN step: `H' = tanh(X W_xh + H W_hh + b_h)`; X: (B, I), H: (B, H)."""
+    return jnp.tanh(X @ p["W_xh"] + H @ p["W_hh"] + p["b_h"])
+
+
+def lstm_step(p, X, state):
+    """d2l's LSTM step; X: (B, I), state: (H, C) each (B, H) -> (H', C')."""
+    H, C = state
+    I = sigmoid(X @ p["W_xi"] + H @ p["W_hi"] + p["b_i"])
+    F = sigmoid(X @ p["W_xf"] + H @ p["W_hf"] + p["b_f"])
+    O = sigmoid(X @ p["W_xo"] + H @ p["W_ho"] + p["b_o"])
+    C_tilde = jnp.tanh(X @ p["W_xc"] + H @ p["W_hc"] + p["b_c"])
+    C = F * C + I * C_tilde
+    H = O * jnp.tanh(C)
+    return H, C
+
+
+def gru_step(p, X, H, variant="reset_after"):
+    """d2l's GRU step with the candidate of `variant`; X: (B, I), H: (B, H) -> H'."""
+    Z = sigmoid(X @ p["W_xz"] + H @ p["W_hz"] + p["b_z"])
+    R = sigmoid(X @ p["W_xr"] + H @ p["W_hr"] + p["b_r"])
+    if variant == "reset_after":
+        # The built-ins' form: the reset gate scales the recurrent projection, bias included.
+        H_tilde = jnp.tanh(X @ p["W_xh"] + p["b_h"] + R * (H @ p["W_hh"] + p["b_hn"]))
+    elif variant == "reset_before":
+        # d2l's form: the reset gate scales H before the projection.
+        H_tilde = jnp.tanh(X @ p["W_xh"] + p["b_h"] + (R * H) @ p["W_hh"] + p["b_hn"])
+    else:
+        check_choice("GRU variant", variant, GRU_VARIANTS)
+    return Z * H + (1 - Z) * H_tilde
+
+
+def step_fn(cell, variant="reset_after"):
+    """The step `(p, X, state) -> state` of `cell` (`variant` picks the GRU candidate)."""
+    check_choice("cell", cell, CELLS)
+    if cell == "gru":
+        check_choice("GRU variant", variant, GRU_VARIANTS)
+        return functools.partial(gru_step, variant=variant)
+    return rnn_step if cell == "rnn" else lstm_step

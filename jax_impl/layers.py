@@ -1,0 +1,145 @@
+"""Recurrent layers in JAX: the scratch driver (`lax.scan` over time) and Flax's built-ins.
+
+Both are pure functions of (parameters, X, states), differentiable with `jax.vjp`/`jax.grad`
+and not jitted here, so that a bigger model's jitted forward can call them. Shapes:
+`X: (T, B, I)` -> `Y: (T, B, H*D)`; states follow the contract's layout (a list over l0, l0_rev,
+l1, ... of `(B, H)` arrays, LSTM pairs `(H, C)`); `None` states mean zeros.
+
+Built-in: `nn.RNN(cell, time_major=True, return_carry=True)` per layer, wrapped in
+`nn.Bidirectional` for two directions, stacked in `BuiltinStack`. Cells: `nn.SimpleCell`
+(tanh, `residual=False`), `nn.OptimizedLSTMCell` (the same parameter tree as `nn.LSTMCell`, its
+four gate matmuls per side fused into one) and `nn.GRUCell` (reset_after only).
+"""
+from __future__ import annotations
+
+from typing import Any, List
+
+import flax.linen as nn
+import jax.numpy as jnp
+from flax import traverse_util
+from jax import lax
+
+from common.config import LayerSpec
+from common.errors import NotSupported
+from common.params import prefixes, sub_params
+
+from .cells import step_fn
+
+BUILTINS = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
+
+
+def hidden_of(state):
+    """The hidden `H` of a state (`(H, C)` for LSTM)."""
+    return state[0] if isinstance(state, tuple) else state
+
+
+def zero_states(spec: LayerSpec, X) -> List:
+    """All-zero states for `X: (T, B, I)`, in the contract's layout."""
+    zeros = lambda: jnp.zeros((X.shape[1], spec.hidden_size), X.dtype)
+    return [(zeros(), zeros()) if spec.cell == "lstm" else zeros() for _ in prefixes(spec)]
+
+
+def run_direction(step, p, X, state, reverse=False):
+    """The time loop of one direction: `X: (T, B, I)` -> `(Y: (T, B, H), final state)`."""
+    def body(carry, x):
+        carry = step(p, x, carry)
+        return carry, hidden_of(carry)
+
+    # reverse=True walks t = T-1 .. 0 but stores Y[t] at t, so Y stays in time order and the
+    # final state is the one after t = 0.
+    final, Y = lax.scan(body, state, X, reverse=reverse)
+    return Y, final
+
+
+def scratch_forward(spec: LayerSpec, params, X, states=None):
+    """The stack from cells: `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros.
+
+    `params`: canonical names (with prefixes) -> arrays.
+    """
+    step = step_fn(spec.cell, spec.gru_variant)
+    states = zero_states(spec, X) if states is None else states
+    pre, D = prefixes(spec), spec.num_directions
+    finals, inputs = [], X
+    for layer in range(spec.num_layers):
+        outputs = []
+        for d in range(D):
+            idx = layer * D + d
+            Y, final = run_direction(step, sub_params(params, pre[idx]), inputs, states[idx],
+                                     reverse=d == 1)
+            outputs.append(Y)
+            finals.append(final)
+        inputs = jnp.concatenate(outputs, axis=-1)  # forward direction's features first
+    return inputs, finals
+
+
+def builtin_name(cell: str) -> str:
+    return f"flax.linen.{BUILTINS[cell].__name__}"
+
+
+def scratch_code_path(platform: str) -> str:
+    return f"scratch cells under lax.scan, jitted, XLA {platform}"
+
+
+def builtin_code_path(spec: LayerSpec, platform: str) -> str:
+    """Which code the built-in runs: Flax's cell inside `nn.RNN`'s `lax.scan`, compiled by XLA."""
+    driver = "nn.Bidirectional(nn.RNN)" if spec.bidirectional else "nn.RNN"
+    return f"{builtin_name(spec.cell)} in {driver} (lax.scan), jitted, XLA {platform}"
+
+
+class BuiltinStack(nn.Module):
+    """Flax's own recurrent layers stacked `spec.num_layers` deep; submodules `layer_{k}`.
+
+    `__call__(X, carries)`: `X: (T, B, I)`, `carries` one Flax carry per (layer, direction) in
+    the contract's order (LSTM carries are Flax's `(c, h)`) -> `(Y: (T, B, H*D), carries)`.
+    """
+
+    spec: LayerSpec
+    dtype: Any = jnp.float32
+
+    # parent=None: a module made inside a compact method would bind to this one under an
+    # automatic name (`SimpleCell_0`, `RNN_0`); unbound, it takes the attribute name its owner
+    # gives it (`cell`, `forward_rnn`, `backward_rnn`): the tree convert.py names.
+    def _cell(self):
+        return BUILTINS[self.spec.cell](features=self.spec.hidden_size, dtype=self.dtype,
+                                        param_dtype=self.dtype, parent=None)
+
+    def _layer(self, k: int):
+        name = f"layer_{k}"
+        if not self.spec.bidirectional:
+            return nn.RNN(self._cell(), time_major=True, return_carry=True, name=name)
+        rnn = lambda: nn.RNN(self._cell(), time_major=True, return_carry=True, parent=None)
+        # Bidirectional concatenates forward features first and runs backward_rnn with
+        # reverse=True, keep_order=True: outputs in time order, final carry after t = 0.
+        return nn.Bidirectional(rnn(), rnn(), time_major=True, return_carry=True, name=name)
+
+    @nn.compact
+    def __call__(self, X, carries):
+        D, finals = self.spec.num_directions, []
+        for k in range(self.spec.num_layers):
+            mine = carries[k * D:(k + 1) * D]
+            carry, X = self._layer(k)(X, initial_carry=tuple(mine) if D == 2 else mine[0])
+            finals.extend(carry if D == 2 else [carry])
+        return X, finals
+
+
+def make_builtin(spec: LayerSpec, dtype=jnp.float32) -> BuiltinStack:
+    """The Flax module computing `spec` (parameters are passed to `apply`, not held)."""
+    if spec.cell == "gru" and spec.gru_variant != "reset_after":
+        raise NotSupported(
+            f"{builtin_name('gru')} computes only the reset_after candidate "
+            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs impl='scratch'")
+    return BuiltinStack(spec, dtype)
+
+
+def _to_flax_carry(spec: LayerSpec, state):
+    """Contract `(H, C)` -> Flax LSTM carry `(c, h)`; other cells unchanged."""
+    return (state[1], state[0]) if spec.cell == "lstm" else state
+
+
+def builtin_forward(spec: LayerSpec, native, X, states=None):
+    """Run Flax's layers on `X: (T, B, I)` with flat `native` params (convert.py's names)."""
+    states = zero_states(spec, X) if states is None else states
+    module = make_builtin(spec, X.dtype)
+    variables = {"params": traverse_util.unflatten_dict(dict(native), sep="/")}
+    Y, carries = module.apply(variables, X, [_to_flax_carry(spec, s) for s in states])
+    return Y, [_to_flax_carry(spec, c) for c in carries]  # the swap is its own inverse

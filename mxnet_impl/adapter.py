@@ -1,0 +1,259 @@
+"""The MXNet Gluon backend (common.backend.Backend): scratch `nd` loops and Gluon's fused layers;
+and the `LMBackend` protocol over `lm.py` and `train.py` (a model handle is an `lm.MXNetLM`).
+
+Everything crossing the boundary is NumPy; `.asnumpy()` blocks until MXNet's asynchronous engine
+has finished, so results read here are complete. A timing harness that does not read results
+must call `mx.nd.waitall()` before stopping its clock.
+"""
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from common.backend import VJPResult, flatten_state
+from common.config import DTYPES, IMPLS, LayerSpec, check_choice
+from common.errors import NotSupported
+from common.params import cast_params, check_params, lm_param_shapes, param_shapes
+
+from . import convert, lm, train
+from ._mx import mx
+from .devices import device_name, resolve_device
+from .layers import builtin_forward, make_builtin, native_arrays, scratch_forward, to_nd
+
+FEATURES = ("MKLDNN", "ONEDNN", "CUDA", "CUDNN", "NCCL", "OPENMP", "BLAS_OPEN", "BLAS_MKL",
+            "BLAS_ATLAS", "LAPACK")
+
+
+@dataclass
+class MXNetLayer:
+    """A built layer: `params` (canonical name -> nd) for scratch, `net` (Gluon block) for builtin.
+
+    `hybridized` and `code_path` record which code runs, for parity and speed records.
+    """
+
+    spec: LayerSpec
+    impl: str
+    dtype: str
+    device: str
+    ctx: Any
+    params: Optional[dict] = None
+    net: Any = None
+    hybridized: bool = False
+    code_path: str = ""
+
+
+def mxnet_error_text(exc):
+    """The first meaningful line of an MXNetError (its message, not the traceback lines)."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "File ", "Stack trace", "[bt]")):
+            return line
+    return str(exc).strip() or type(exc).__name__
+
+
+def enabled_features():
+    """The `mx.runtime.Features()` flags that decide which kernels run."""
+    features = mx.runtime.Features()
+    return {name: features.is_enabled(name) for name in FEATURES if name in features}
+
+
+def builtin_code_path(spec, dtype, ctx):
+    """Which kernel Gluon's fused layer runs (seen with DNNL_VERBOSE=1 on MXNet 1.9.1, CPU)."""
+    name = f"gluon.rnn.{spec.cell.upper()} fused RNN op, hybridized"
+    if ctx.device_type == "gpu":
+        return f"{name}, cuDNN"
+    onednn = (enabled_features().get("MKLDNN")
+              and os.environ.get("MXNET_USE_MKLDNN_RNN", "1") != "0")
+    # oneDNN's RNN primitive takes float32 only; float64 runs MXNet's own CPU kernel
+    return f"{name}, {'oneDNN' if onednn and dtype == 'float32' else 'native CPU kernel'}"
+
+
+def _to_nd(array, layer):
+    return to_nd(np.asarray(array), layer.ctx, layer.dtype)
+
+
+def _state_to_nd(state, layer):
+    """Contract state (NumPy) -> nd arrays; None stays None (the drivers start from zeros)."""
+    if state is None:
+        return None
+    return [tuple(_to_nd(a, layer) for a in s) if isinstance(s, (tuple, list))
+            else _to_nd(s, layer) for s in state]
+
+
+def _state_to_numpy(state):
+    return [tuple(a.asnumpy() for a in s) if isinstance(s, tuple) else s.asnumpy() for s in state]
+
+
+def _dstate(state_nd):
+    """Gradients of the initial state, in the contract's layout (zeros where MXNet wrote none)."""
+    return [tuple(a.grad.asnumpy() for a in s) if isinstance(s, tuple) else s.grad.asnumpy()
+            for s in state_nd]
+
+
+def run_layer(layer, X, state):
+    """Forward on nd arrays, dispatching on the impl."""
+    if layer.impl == "scratch":
+        return scratch_forward(layer.spec, layer.params, X, state)
+    return builtin_forward(layer.net, layer.spec, X, state)
+
+
+def _probe(layer):
+    """One step forward and backward of the fused kernel: a dtype it lacks fails at build time."""
+    X = mx.nd.zeros((1, 1, layer.spec.input_size), ctx=layer.ctx, dtype=layer.dtype)
+    with mx.autograd.record():
+        Y, _ = builtin_forward(layer.net, layer.spec, X)
+    Y.backward()  # Gluon's parameters carry grad_req='write', so Y is in the graph
+    mx.nd.waitall()
+
+
+def openmp_counts():
+    """OpenMP as libmxnet sees it: processors, and max threads of the calling (Python) thread.
+
+    MXNet's operators run on its engine's worker threads, which size their OpenMP teams from
+    OMP_NUM_THREADS or the processor count; importing MXNet can leave the Python thread at 1.
+    """
+    lib = mx.base._LIB
+    if not hasattr(lib, "omp_get_max_threads"):  # a build linked without its own OpenMP
+        return {}
+    return {"omp_num_procs": lib.omp_get_num_procs(),
+            "omp_max_threads_python_thread": lib.omp_get_max_threads()}
+
+
+class MXNetBackend:
+    """MXNet 1.9 Gluon: `scratch` = Python loop over `mx.nd`; `builtin` = `gluon.rnn` layers."""
+
+    name = "mxnet"
+
+    def info(self):
+        """MXNet version, build features, GPUs seen, thread settings (JSON-able)."""
+        try:
+            gpus = mx.context.num_gpus()
+        except mx.base.MXNetError:
+            gpus = 0
+        env = {k: v for k, v in sorted(os.environ.items())
+               if k.startswith("MXNET_") or k in ("OMP_NUM_THREADS", "NVIDIA_TF32_OVERRIDE")}
+        return {"backend": self.name, "mxnet": mx.__version__, "numpy": np.__version__,
+                "features": enabled_features(), "num_gpus": gpus, "cpu_count": os.cpu_count(),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), **openmp_counts(),
+                "env": env, "scratch_matmul": "nd.dot (bundled OpenBLAS)"}
+
+    def build_layer(self, spec, impl, params, dtype="float32", device="cpu"):
+        """A layer of `impl` holding canonical `params`; NotSupported where MXNet cannot run it."""
+        check_choice("impl", impl, IMPLS)
+        check_choice("dtype", dtype, DTYPES)
+        check_params(params, param_shapes(spec))
+        if impl == "builtin" and spec.cell == "gru" and spec.gru_variant == "reset_before":
+            raise NotSupported(
+                "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
+                "(R * (H W_hh + b_hn)); reset_before exists only in the scratch implementation")
+        ctx = resolve_device(device)
+        layer = MXNetLayer(spec, impl, dtype, device_name(ctx), ctx)
+        try:
+            self._fill(layer, params)
+            if impl == "builtin":  # the scratch ops (nd.dot, elementwise) take both dtypes
+                _probe(layer)
+        except mx.base.MXNetError as exc:
+            raise NotSupported(f"mxnet {impl} {spec.label} {dtype} on {layer.device}: "
+                               f"{mxnet_error_text(exc)}") from exc
+        return layer
+
+    def _fill(self, layer, params):
+        """Put the parameters where `layer.impl` keeps them."""
+        if layer.impl == "scratch":
+            layer.params = {k: _to_nd(v, layer) for k, v in params.items()}
+            layer.code_path = "python loop over mx.nd (nd.dot, bundled OpenBLAS), imperative"
+            return
+        native = convert.to_native(layer.spec, params)
+        layer.net = make_builtin(layer.spec, native, layer.dtype, layer.ctx, hybridize=True)
+        layer.hybridized = True
+        layer.code_path = builtin_code_path(layer.spec, layer.dtype, layer.ctx)
+
+    def get_params(self, layer):
+        """The layer's parameters in canonical form (NumPy, the layer's dtype)."""
+        if layer.impl == "scratch":
+            return {k: v.asnumpy() for k, v in layer.params.items()}
+        return convert.from_native(layer.spec, native_arrays(layer.net))
+
+    def forward(self, layer, X, state=None):
+        """`X: (T, B, I)` -> `(Y: (T, B, H*D), final states)` as NumPy."""
+        Y, finals = run_layer(layer, _to_nd(X, layer), _state_to_nd(state, layer))
+        return Y.asnumpy(), _state_to_numpy(finals)
+
+    def vjp(self, layer, X, state, G, G_state=None):
+        """Gradients of `sum(Y*G) + sum(finals*G_state)` w.r.t. canonical params, X, state."""
+        X_nd, state_nd = _to_nd(X, layer), _state_to_nd(state, layer)
+        for a in [X_nd] + flatten_state(state_nd) + self._grad_params(layer):
+            a.attach_grad()  # fresh zero gradient buffers, grad_req='write'
+        with mx.autograd.record():
+            Y, finals = run_layer(layer, X_nd, state_nd)
+        heads, head_grads = [Y], [_to_nd(G, layer)]
+        if G_state is not None:
+            heads += flatten_state(finals)
+            head_grads += [_to_nd(g, layer) for g in flatten_state(G_state)]
+        mx.autograd.backward(heads, head_grads=head_grads)
+        dstate = None if state is None else _dstate(state_nd)
+        return VJPResult(Y.asnumpy(), _state_to_numpy(finals), self._grads(layer),
+                         X_nd.grad.asnumpy(), dstate)
+
+    @staticmethod
+    def _grad_params(layer):
+        """Scratch parameters need attach_grad; Gluon's own carry grad_req='write' already."""
+        return list(layer.params.values()) if layer.impl == "scratch" else []
+
+    @staticmethod
+    def _grads(layer):
+        if layer.impl == "scratch":
+            return {k: v.grad.asnumpy() for k, v in layer.params.items()}
+        return convert.grads_from_native(layer.spec, native_arrays(layer.net, grads=True))
+
+    # Language models (common.backend.LMBackend).
+
+    def build_lm(self, cfg, params, dtype="float32", device="cpu"):
+        """An `lm.MXNetLM` holding canonical `params`; NotSupported where MXNet cannot run it."""
+        check_choice("dtype", dtype, DTYPES)
+        spec = cfg.layer_spec
+        if spec.bidirectional:
+            raise NotSupported("a bidirectional language model would see the tokens it predicts")
+        check_params(params, lm_param_shapes(cfg))
+        if cfg.impl == "builtin" and spec.cell == "gru" and spec.gru_variant == "reset_before":
+            raise NotSupported(
+                "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
+                "(R * (H W_hh + b_hn)); reset_before exists only in the scratch implementation")
+        ctx = resolve_device(device)
+        code_path = builtin_code_path(spec, dtype, ctx) if cfg.impl == "builtin" else ""
+        try:
+            model = lm.build_lm(cfg, cast_params(params, dtype), dtype, ctx, code_path)
+            _probe_lm(model)
+        except mx.base.MXNetError as exc:
+            raise NotSupported(f"mxnet {cfg.impl} LM {spec.label} {dtype} on "
+                               f"{device_name(ctx)}: {mxnet_error_text(exc)}") from exc
+        return model
+
+    def lm_params(self, model):
+        """The model's current parameters in canonical form (NumPy)."""
+        return model.canonical_params()
+
+    def lm_forward(self, model, ids, state=None):
+        """`ids: (B, T)` -> `(logits: (B, T, V), final states)` as NumPy."""
+        logits, finals = model.forward(model.ids_in(ids), model.states_in(state))
+        return logits.asnumpy(), _state_to_numpy(finals)
+
+    def lm_loss_grads(self, model, ids, targets, state=None):
+        """`(loss, canonical gradients, final states)` of the mean cross-entropy (NumPy)."""
+        loss, finals = lm.loss_and_backward(model, ids, targets, state)
+        return float(loss.asscalar()), model.canonical_grads(), _state_to_numpy(finals)
+
+    def make_trainer(self, model, optimizer="sgd", lr=1.0, clip=1.0):
+        """A `train.Trainer`: Gluon's SGD or Adam with d2l's clipping (`clip=None`: off)."""
+        return train.make_trainer(model, optimizer, lr, clip)
+
+
+def _probe_lm(model):
+    """One tiny forward and backward, so that a kernel lacking the dtype fails at build time."""
+    ids = np.zeros((1, 1), dtype=np.int64)
+    lm.loss_and_backward(model, ids, ids)
+    mx.nd.waitall()
+
+
+BACKEND = MXNetBackend()

@@ -1,0 +1,113 @@
+"""Drivers over `mx.nd` arrays: the scratch time loop, stacking and directions, and the wrapper
+around Gluon's fused built-in layers. Pure functions: state goes in and comes out.
+
+`X: (T, B, I)` time-major; outputs `(T, B, H*D)`, forward features first; states are a list per
+(layer, direction) in the order l0, l0_rev, l1, ..., each `(B, H)` or for LSTM a pair `(H, C)`.
+Everything here is differentiable under `mx.autograd.record()`.
+"""
+from common.params import prefixes, sub_params
+
+from ._mx import mx
+from .cells import step_fn
+
+nd = mx.nd
+
+GLUON_LAYERS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def to_nd(array, ctx, dtype):
+    """NumPy -> dense `nd` array on `ctx` in `dtype` (explicit: `nd.array` defaults to float32).
+
+    `nd.ndarray.array` is the dense constructor behind `nd.array`, minus its scipy-sparse check,
+    which warns on every call with current SciPy.
+    """
+    return nd.ndarray.array(array, ctx=ctx, dtype=dtype)
+
+
+def hidden(state):
+    """The hidden part of a state: `H` itself, or `H` of LSTM's `(H, C)`."""
+    return state[0] if isinstance(state, tuple) else state
+
+
+def zero_states(spec, batch, dtype, ctx):
+    """The all-zero initial state in the contract's layout, as `nd` arrays."""
+    z = lambda: nd.zeros((batch, spec.hidden_size), ctx=ctx, dtype=dtype)
+    n = spec.num_layers * spec.num_directions
+    return [(z(), z()) if spec.cell == "lstm" else z() for _ in range(n)]
+
+
+def run_direction(step, p, X, state, reverse=False):
+    """The time loop of one direction. `X: (T, B, I)` -> `(Y: (T, B, H), final state)`."""
+    T = X.shape[0]
+    outputs = [None] * T
+    # the reverse direction walks time backwards but writes Y at each step's own position
+    for t in (reversed(range(T)) if reverse else range(T)):
+        state = step(p, X[t], state)
+        outputs[t] = hidden(state)
+    return nd.stack(*outputs, axis=0), state
+
+
+def scratch_forward(spec, params, X, states=None):
+    """The scratch layer stack. `params`: canonical name -> nd; `X: (T, B, I)` -> `(Y, finals)`."""
+    step = step_fn(spec.cell, spec.gru_variant)
+    if states is None:
+        states = zero_states(spec, X.shape[1], X.dtype, X.context)
+    names, D = prefixes(spec), spec.num_directions
+    inputs, finals = X, []
+    for layer in range(spec.num_layers):
+        outputs = []
+        for d in range(D):
+            i = layer * D + d
+            Y, final = run_direction(step, sub_params(params, names[i]), inputs, states[i],
+                                     reverse=d == 1)
+            outputs.append(Y)
+            finals.append(final)
+        inputs = nd.concat(*outputs, dim=2) if D == 2 else outputs[0]
+    return inputs, finals
+
+
+def make_builtin(spec, native, dtype, ctx, hybridize=True):
+    """Gluon's fused layer (layout 'TNC') holding `native` params (see convert.py)."""
+    extra = {"activation": "tanh"} if spec.cell == "rnn" else {}
+    net = getattr(mx.gluon.rnn, GLUON_LAYERS[spec.cell])(
+        spec.hidden_size, num_layers=spec.num_layers, bidirectional=spec.bidirectional,
+        input_size=spec.input_size, layout="TNC", dtype=dtype, **extra)
+    # input_size makes every shape known, so parameters exist before the first call
+    net.initialize(mx.init.Zero(), ctx=ctx)
+    params = net.collect_params()
+    for name, value in native.items():
+        params[net.prefix + name].set_data(to_nd(value, ctx, dtype))
+    if hybridize:
+        net.hybridize()
+    return net
+
+
+def native_arrays(net, grads=False):
+    """The layer's parameters (or their gradients) as NumPy, keyed by native name."""
+    n = len(net.prefix)
+    return {name[n:]: (p.grad() if grads else p.data()).asnumpy()
+            for name, p in net.collect_params().items()}
+
+
+def pack_states(spec, states):
+    """Contract states -> Gluon's `[H (L*D, B, H)]`, or `[H, C]` for LSTM."""
+    if spec.cell == "lstm":
+        return [nd.stack(*[s[0] for s in states]), nd.stack(*[s[1] for s in states])]
+    return [nd.stack(*states)]
+
+
+def unpack_states(spec, packed):
+    """Gluon's `(L*D, B, H)` states -> the contract's list (slices stay differentiable)."""
+    n = spec.num_layers * spec.num_directions
+    if spec.cell == "lstm":
+        return [(packed[0][i], packed[1][i]) for i in range(n)]
+    return [packed[0][i] for i in range(n)]
+
+
+def builtin_forward(net, spec, X, states=None):
+    """Run a layer from `make_builtin`. `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`."""
+    if states is None:
+        states = zero_states(spec, X.shape[1], X.dtype, X.context)
+    # always pass a state: without one Gluon returns only Y, not the final states
+    Y, packed = net(X, pack_states(spec, states))
+    return Y, unpack_states(spec, packed)

@@ -1,0 +1,327 @@
+"""jax_impl: layout conversion, devices, x64 scoping, NotSupported, state handling and info()."""
+import json
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+nn = pytest.importorskip("flax.linen")
+
+import jax.numpy as jnp  # noqa: E402
+from flax import traverse_util  # noqa: E402
+
+import reference  # noqa: E402
+from conftest import B, CELL_IDS, CELL_VARIANTS, H, I, T, case_arrays, make_spec  # noqa: E402
+from common.backend import flatten_state, zeros_state  # noqa: E402
+from common.errors import NotSupported, RnnbenchError  # noqa: E402
+from common.params import init_params  # noqa: E402
+from jax_impl import adapter, convert, devices, layers  # noqa: E402
+from jax_impl.adapter import BACKEND  # noqa: E402
+
+SHAPES = [(1, False), (1, True), (2, False), (2, True)]
+SHAPE_IDS = ["L1-uni", "L1-bi", "L2-uni", "L2-bi"]
+cells = pytest.mark.parametrize("cell,variant", CELL_VARIANTS, ids=CELL_IDS)
+builtin_cells = pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+shapes = pytest.mark.parametrize("layers_,bi", SHAPES, ids=SHAPE_IDS)
+impls = pytest.mark.parametrize("impl", ["scratch", "builtin"])
+FLAX_CELLS = {"rnn": [nn.SimpleCell], "lstm": [nn.LSTMCell, nn.OptimizedLSTMCell],
+              "gru": [nn.GRUCell]}
+
+
+def flax_init_tree(spec):
+    """Flax's own parameter tree for `spec` (flattened with `/`), shapes only."""
+    module = layers.BuiltinStack(spec, jnp.float32)
+    X = jnp.zeros((T, B, spec.input_size))
+    carries = [layers._to_flax_carry(spec, s) for s in layers.zero_states(spec, X)]
+    shapes_ = jax.eval_shape(module.init, jax.random.key(0), X, carries)["params"]
+    return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes_, sep="/").items()}
+
+
+def random_native(spec, seed=3):
+    """A native layout with every entry drawn, recurrent biases (LSTM `h*`, GRU `hn`) included."""
+    rng = np.random.default_rng(seed)
+    return {n: rng.uniform(-1, 1, size=shape) for n, shape in flax_init_tree(spec).items()}
+
+
+@cells
+@shapes
+def test_canonical_native_canonical_is_exact(cell, variant, layers_, bi):
+    spec = make_spec(cell, variant, layers_, bi)
+    params = init_params(spec, seed=1)
+    back = convert.from_native(spec, convert.to_native(spec, params))
+    assert set(back) == set(params)
+    for key in params:
+        np.testing.assert_array_equal(back[key], params[key], err_msg=key)
+
+
+@builtin_cells
+@shapes
+def test_native_names_and_shapes_match_flax(cell, layers_, bi):
+    """Our names are exactly the tree Flax itself initialises: nothing missing, nothing extra."""
+    spec = make_spec(cell, "reset_after", layers_, bi)
+    native = convert.to_native(spec, init_params(spec))
+    assert {n: a.shape for n, a in native.items()} == flax_init_tree(spec)
+
+
+@builtin_cells
+def test_every_flax_cell_class_has_the_layout(cell):
+    """LSTMCell and OptimizedLSTMCell share one tree, so either can take convert.py's params."""
+    table = convert.cell_table(cell)
+    for cls in FLAX_CELLS[cell]:
+        carry = cls(features=H).initialize_carry(jax.random.key(1), (B, I))
+        variables = jax.eval_shape(cls(features=H).init, jax.random.key(0), carry,
+                                   jnp.zeros((B, I)))
+        tree = traverse_util.flatten_dict(variables["params"], sep="/")
+        assert set(tree) == set(table.values()), cls.__name__
+        for key, name in table.items():
+            want = (I, H) if key.startswith("W_x") else (H, H) if key.startswith("W_h") else (H,)
+            assert tree[name].shape == want, (cls.__name__, key)
+
+
+@builtin_cells
+@shapes
+def test_native_canonical_native_is_exact_with_recurrent_biases(cell, layers_, bi):
+    """Flax has one bias per gate (LSTM's on the recurrent side): nothing to sum, all kept."""
+    spec = make_spec(cell, "reset_after", layers_, bi)
+    native = random_native(spec)
+    again = convert.to_native(spec, convert.from_native(spec, native))
+    assert set(again) == set(native)
+    for name in native:
+        np.testing.assert_array_equal(again[name], native[name], err_msg=name)
+
+
+@builtin_cells
+def test_native_with_recurrent_biases_computes_what_canonical_says(cell):
+    """Flax run on arbitrary native params equals the reference on their canonical reading."""
+    spec = make_spec(cell, "reset_after", 2, True)
+    native = random_native(spec)
+    X = np.random.default_rng(0).normal(size=(T, B, I))
+    with devices.compute_scope(jax.devices("cpu")[0], "float64"):
+        Y, _ = layers.builtin_forward(spec, native, jnp.asarray(X))
+        Y = np.asarray(Y)
+    Y_ref, _ = reference.forward(spec, convert.from_native(spec, native), X)
+    np.testing.assert_allclose(Y, Y_ref, atol=1e-12, rtol=0)
+
+
+# Flax's gate letters, from its source: LSTM i, f, g, o (g the candidate); GRU r, z, n.
+FLAX_NAMES = {"rnn": {"W_xh": "i/kernel", "W_hh": "h/kernel", "b_h": "i/bias"},
+              "lstm": {"W_xc": "ig/kernel", "W_hc": "hg/kernel", "b_c": "hg/bias",
+                       "W_xf": "if/kernel", "b_i": "hi/bias", "W_ho": "ho/kernel"},
+              "gru": {"W_xz": "iz/kernel", "W_hr": "hr/kernel", "b_z": "iz/bias",
+                      "b_h": "in/bias", "b_hn": "hn/bias", "W_hh": "hn/kernel"}}
+
+
+@builtin_cells
+def test_canonical_keys_land_on_flax_gates(cell):
+    table = convert.cell_table(cell)
+    for key, name in FLAX_NAMES[cell].items():
+        assert table[key] == name, key
+
+
+@pytest.mark.parametrize("cell,a,b", [("lstm", "i", "f"), ("lstm", "o", "c"), ("gru", "z", "r")],
+                         ids=["lstm-i-f", "lstm-o-c", "gru-z-r"])
+def test_swapping_two_gates_breaks_agreement(cell, a, b):
+    """The mapping has teeth: with two gates exchanged, Flax no longer matches the reference."""
+    spec, params, X, _, _, _ = case_arrays(cell, "reset_after", 1, False)
+    swapped = dict(params)
+    for kind in ("W_x", "W_h", "b_"):
+        swapped[f"l0.{kind}{a}"], swapped[f"l0.{kind}{b}"] = (params[f"l0.{kind}{b}"],
+                                                               params[f"l0.{kind}{a}"])
+    Y_ref, _ = reference.forward(spec, params, X)
+    with devices.compute_scope(jax.devices("cpu")[0], "float64"):
+        run = lambda p: np.asarray(layers.builtin_forward(
+            spec, convert.to_native(spec, p), jnp.asarray(X))[0])
+        np.testing.assert_allclose(run(params), Y_ref, atol=1e-12, rtol=0)
+        assert np.abs(run(swapped) - Y_ref).max() > 1e-3
+
+
+def test_from_native_refuses_a_foreign_tree():
+    """A bias Flax's LSTM does not have (input side) is refused, not silently dropped."""
+    spec = make_spec("lstm", "reset_after", 1, False)
+    native = convert.to_native(spec, init_params(spec))
+    native["layer_0/cell/ii/bias"] = np.zeros(H)
+    with pytest.raises(ValueError, match=r"unexpected \['layer_0/cell/ii/bias'\]"):
+        convert.from_native(spec, native)
+
+
+@builtin_cells
+def test_gradients_map_one_to_one(cell):
+    spec = make_spec(cell, "reset_after", 1, True)
+    native_grads = random_native(spec, seed=5)
+    grads = convert.grads_from_native(spec, native_grads)
+    for key, name in convert.name_map(spec).items():
+        np.testing.assert_array_equal(grads[key], native_grads[name], err_msg=key)
+
+
+@builtin_cells
+def test_flax_cell_defaults_are_the_contract(cell):
+    """tanh activations, sigmoid gates, no residual: the defaults the built-in path relies on."""
+    flax_cell = layers.BUILTINS[cell](features=H)
+    assert flax_cell.activation_fn is jnp.tanh
+    assert getattr(flax_cell, "gate_fn", jax.nn.sigmoid) is jax.nn.sigmoid
+    assert getattr(flax_cell, "residual", False) is False
+
+
+def test_cpu_resolves():
+    device = devices.resolve_device("CPU")
+    assert device.platform == "cpu" and device == jax.devices("cpu")[0]
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda", "cuda:0"])
+def test_gpu_without_one_says_what_to_install(monkeypatch, name):
+    monkeypatch.setattr(devices, "_gpus", lambda: [])
+    with pytest.raises(RnnbenchError, match=r"GPU.*jax\[cuda12\]"):
+        devices.resolve_device(name)
+
+
+def test_gpu_is_found_when_jax_sees_one(monkeypatch):
+    fake = [object(), object()]
+    monkeypatch.setattr(devices, "_gpus", lambda: fake)
+    assert devices.resolve_device("gpu") is fake[0]
+    assert devices.resolve_device("cuda:1") is fake[1]
+    with pytest.raises(RnnbenchError, match="jax sees 2"):
+        devices.resolve_device("gpu:2")
+
+
+@pytest.mark.parametrize("name", ["tpu", "mps", ""])
+def test_unknown_device_name_is_refused(name):
+    with pytest.raises(ValueError, match="unknown device"):
+        devices.resolve_device(name)
+
+
+@pytest.mark.parametrize("gpu", [True, False], ids=["gpu", "cpu"])
+def test_scope_sets_highest_precision_on_gpu_only_and_undoes_it(monkeypatch, gpu):
+    monkeypatch.setattr(devices, "is_gpu", lambda device: gpu)
+    cpu, before = jax.devices("cpu")[0], jax.config.jax_default_matmul_precision
+    with devices.compute_scope(cpu, "float32"):
+        assert jax.config.jax_default_matmul_precision == ("highest" if gpu else before)
+        assert jax.config.jax_default_device == cpu
+    assert jax.config.jax_default_matmul_precision == before
+    assert jax.config.jax_default_device is None
+
+
+@impls
+def test_float64_does_not_leak_x64(impl):
+    spec, params, X, _, _, _ = case_arrays("rnn", "reset_after", 1, False)
+    layer = BACKEND.build_layer(spec, impl, params, "float64")
+    Y, _ = BACKEND.forward(layer, X)
+    assert Y.dtype == np.float64
+    assert jnp.zeros(1).dtype == jnp.float32
+    assert not jax.config.read("jax_enable_x64")
+
+
+def test_float64_without_x64_is_not_supported_quoting_jax(monkeypatch):
+    """If x64 cannot be switched on, JAX would truncate to float32: refuse, with JAX's words."""
+    monkeypatch.setattr(adapter, "compute_scope", lambda device, dtype: devices.compute_scope(
+        device, "float32"))
+    spec = make_spec("rnn", "reset_after", 1, False)
+    with pytest.raises(NotSupported, match="float64.*not available.*jax_enable_x64"):
+        BACKEND.build_layer(spec, "scratch", init_params(spec), "float64")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_builtin_reset_before_is_not_supported(dtype):
+    spec = make_spec("gru", "reset_before", 1, False)
+    with pytest.raises(NotSupported, match=r"flax\.linen\.GRUCell.*reset_after"):
+        BACKEND.build_layer(spec, "builtin", init_params(spec, dtype=dtype), dtype)
+
+
+def test_scratch_reset_before_is_supported():
+    spec = make_spec("gru", "reset_before", 1, False)
+    assert BACKEND.build_layer(spec, "scratch", init_params(spec), "float64").impl == "scratch"
+
+
+@pytest.mark.parametrize("impl,dtype", [("scratch", "float16"), ("cudnn", "float32")],
+                         ids=["dtype", "impl"])
+def test_unknown_choices_are_refused(impl, dtype):
+    spec = make_spec("rnn", "reset_after", 1, False)
+    with pytest.raises(ValueError, match="unknown"):
+        BACKEND.build_layer(spec, impl, init_params(spec), dtype)
+
+
+def test_wrong_params_are_refused():
+    spec = make_spec("rnn", "reset_after", 1, False)
+    params = init_params(spec)
+    del params["l0.b_h"]
+    with pytest.raises(ValueError, match="missing.*l0.b_h"):
+        BACKEND.build_layer(spec, "scratch", params, "float64")
+
+
+# Every impl x cell the backend supports (builtin + reset_before is NotSupported, tested above).
+SUPPORTED = [(i, c, v) for i in ("scratch", "builtin") for c, v in CELL_VARIANTS
+             if not (i == "builtin" and v == "reset_before")]
+SUPPORTED_IDS = [f"{i}-{cid}" for i in ("scratch", "builtin") for (c, v), cid in
+                 zip(CELL_VARIANTS, CELL_IDS) if not (i == "builtin" and v == "reset_before")]
+
+
+@pytest.mark.parametrize("impl,cell,variant", SUPPORTED, ids=SUPPORTED_IDS)
+def test_none_state_means_zeros(impl, cell, variant):
+    # L2-bi float64: the shapes test_layers already compiled, so this costs no new jit.
+    spec, params, X, _, G, _ = case_arrays(cell, variant, 2, True)
+    layer = BACKEND.build_layer(spec, impl, params, "float64")
+    zeros = zeros_state(spec, B)
+    Y_none, finals_none = BACKEND.forward(layer, X, None)
+    Y_zero, finals_zero = BACKEND.forward(layer, X, zeros)
+    np.testing.assert_array_equal(Y_none, Y_zero)
+    for got, want in zip(flatten_state(finals_none), flatten_state(finals_zero), strict=True):
+        np.testing.assert_array_equal(got, want)
+    res_none, res_zero = BACKEND.vjp(layer, X, None, G), BACKEND.vjp(layer, X, zeros, G)
+    assert res_none.dstate is None
+    assert len(flatten_state(res_zero.dstate)) == len(flatten_state(zeros))
+    assert all(d.shape == (B, H) and np.abs(d).max() > 0 for d in flatten_state(res_zero.dstate))
+    for key in params:
+        np.testing.assert_array_equal(res_none.grads[key], res_zero.grads[key], err_msg=key)
+
+
+@impls
+def test_pure_forward_takes_none_states_inside_jit(impl):
+    """The drivers are plain functions: jittable by a caller, None states meaning zeros."""
+    spec, params, X, _, _, _ = case_arrays("lstm", "reset_after", 1, False)
+    params = convert.to_native(spec, params) if impl == "builtin" else params
+    run = layers.scratch_forward if impl == "scratch" else layers.builtin_forward
+    with devices.compute_scope(jax.devices("cpu")[0], "float64"):
+        X = jnp.asarray(X)
+        Y_none, _ = jax.jit(run, static_argnums=0)(spec, params, X, None)
+        Y_zero, _ = run(spec, params, X, layers.zero_states(spec, X))
+        np.testing.assert_allclose(np.asarray(Y_none), np.asarray(Y_zero), atol=1e-14, rtol=0)
+
+
+@impls
+def test_wrong_number_of_states_is_refused(impl):
+    spec, params, X, state, _, _ = case_arrays("gru", "reset_after", 2, True)
+    layer = BACKEND.build_layer(spec, impl, params, "float64")
+    with pytest.raises(ValueError, match="4 states"):
+        BACKEND.forward(layer, X, state[:3])
+
+
+@impls
+def test_state_layout_is_kept(impl):
+    spec, params, X, state, _, _ = case_arrays("lstm", "reset_after", 2, True)
+    Y, finals = BACKEND.forward(BACKEND.build_layer(spec, impl, params, "float64"), X, state)
+    assert Y.shape == (T, B, 2 * H) and Y.flags.writeable
+    assert len(finals) == 4 and all(isinstance(s, tuple) and len(s) == 2 for s in finals)
+    assert all(a.shape == (B, H) and a.flags.writeable for a in flatten_state(finals))
+
+
+@pytest.mark.parametrize("impl,cell,bi,expected", [
+    ("scratch", "gru", False, "scratch cells under lax.scan"),
+    ("builtin", "lstm", True, "flax.linen.OptimizedLSTMCell in nn.Bidirectional(nn.RNN)"),
+    ("builtin", "rnn", False, "flax.linen.SimpleCell in nn.RNN")], ids=["scratch", "bi", "uni"])
+def test_code_path_names_what_runs(impl, cell, bi, expected):
+    spec = make_spec(cell, "reset_after", 1, bi)
+    layer = BACKEND.build_layer(spec, impl, init_params(spec), "float32")
+    assert layer.code_path.startswith(expected) and layer.code_path.endswith("XLA cpu")
+
+
+def test_info_reports_the_framework():
+    import flax
+    import jaxlib
+    import optax
+    info = BACKEND.info()
+    json.dumps(info)
+    assert info["versions"] == {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                                "flax": flax.__version__, "optax": optax.__version__}
+    assert info["default_backend"] == jax.default_backend()
+    assert len(info["devices"]) == len(jax.devices()) >= 1
+    assert info["x64_default"] is False
+    assert info["threads"]["cpu_count"] >= 1

@@ -1,0 +1,290 @@
+"""torch_impl: layout conversion, devices, NotSupported, state handling and info()."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import reference  # noqa: E402
+from conftest import B, CELL_IDS, CELL_VARIANTS, H, I, T, case_arrays, make_spec  # noqa: E402
+from common.backend import flatten_state, zeros_state  # noqa: E402
+from common.errors import NotSupported, RnnbenchError  # noqa: E402
+from common.params import init_params  # noqa: E402
+from torch_impl import convert, devices, layers  # noqa: E402
+from torch_impl.adapter import BACKEND  # noqa: E402
+
+SHAPES = [(1, False), (1, True), (2, False), (2, True)]
+SHAPE_IDS = ["L1-uni", "L1-bi", "L2-uni", "L2-bi"]
+cells = pytest.mark.parametrize("cell,variant", CELL_VARIANTS, ids=CELL_IDS)
+builtin_cells = pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+shapes = pytest.mark.parametrize("layers_,bi", SHAPES, ids=SHAPE_IDS)
+impls = pytest.mark.parametrize("impl", ["scratch", "builtin"])
+
+
+def random_native(spec, seed=3):
+    """A native layout with every entry drawn, recurrent biases included."""
+    module = layers.BUILTINS[spec.cell](spec.input_size, spec.hidden_size, spec.num_layers,
+                                        bidirectional=spec.bidirectional, dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    return {n: rng.uniform(-1, 1, size=tuple(p.shape)) for n, p in module.named_parameters()}
+
+
+@cells
+@shapes
+def test_canonical_native_canonical_is_exact(cell, variant, layers_, bi):
+    spec = make_spec(cell, variant, layers_, bi)
+    params = init_params(spec, seed=1)
+    back = convert.from_native(spec, convert.to_native(spec, params))
+    assert set(back) == set(params)
+    for key in params:
+        np.testing.assert_array_equal(back[key], params[key], err_msg=key)
+
+
+@builtin_cells
+@shapes
+def test_native_names_and_shapes_match_torch(cell, layers_, bi):
+    spec = make_spec(cell, "reset_after", layers_, bi)
+    native = convert.to_native(spec, init_params(spec))
+    expected = {n: tuple(a.shape) for n, a in random_native(spec).items()}
+    assert {n: a.shape for n, a in native.items()} == expected
+
+
+@builtin_cells
+@shapes
+def test_native_canonical_native_sums_recurrent_biases(cell, layers_, bi):
+    spec = make_spec(cell, "reset_after", layers_, bi)
+    native = random_native(spec)
+    again = convert.to_native(spec, convert.from_native(spec, native))
+    for name in native:
+        if name.startswith("weight"):
+            np.testing.assert_array_equal(again[name], native[name], err_msg=name)
+    for _, sfx in convert.native_suffixes(spec):
+        b_ih, b_hh = native[f"bias_ih_{sfx}"], native[f"bias_hh_{sfx}"]
+        want_ih, want_hh = b_ih + b_hh, np.zeros_like(b_hh)
+        if cell == "gru":  # the candidate's (n) biases stay apart: rows 2H:3H
+            want_ih[2 * H:], want_hh[2 * H:] = b_ih[2 * H:], b_hh[2 * H:]
+        np.testing.assert_array_equal(again[f"bias_ih_{sfx}"], want_ih)
+        np.testing.assert_array_equal(again[f"bias_hh_{sfx}"], want_hh)
+
+
+@builtin_cells
+@pytest.mark.parametrize("layers_,bi", [(2, True)], ids=["L2-bi"])
+def test_native_with_recurrent_biases_computes_what_canonical_says(cell, layers_, bi):
+    """A torch module with non-zero bias_hh equals the reference on the summed canonical form."""
+    spec = make_spec(cell, "reset_after", layers_, bi)
+    native = random_native(spec)
+    module = layers.BUILTINS[spec.cell](I, H, layers_, bidirectional=bi, dtype=torch.float64)
+    module.load_state_dict({k: torch.tensor(v) for k, v in native.items()})
+    X = np.random.default_rng(0).normal(size=(T, B, I))
+    with torch.no_grad():
+        Y, _ = layers.builtin_forward(spec, module, torch.tensor(X))
+    Y_ref, _ = reference.forward(spec, convert.from_native(spec, native), X)
+    np.testing.assert_allclose(Y.numpy(), Y_ref, atol=1e-12, rtol=0)
+
+
+# torch's documented row blocks: LSTM W_ii|W_if|W_ig|W_io, GRU W_ir|W_iz|W_in.
+TORCH_DOC_ORDER = {"rnn": ["h"], "lstm": ["i", "f", "c", "o"], "gru": ["r", "z", "h"]}
+
+
+@builtin_cells
+def test_builtin_from_canonical_matches_reference(cell):
+    spec, params, X, state, _, _ = case_arrays(cell, "reset_after", 1, True)
+    module = layers.make_builtin(spec, params, torch.float64)
+    with torch.no_grad():
+        Y, _ = layers.builtin_forward(spec, module, torch.tensor(X))
+    np.testing.assert_allclose(Y.numpy(), reference.forward(spec, params, X)[0], atol=1e-12, rtol=0)
+
+
+@builtin_cells
+def test_gate_blocks_follow_torch_docs(cell):
+    spec = make_spec(cell, "reset_after", 1, False)
+    params = init_params(spec)
+    native = convert.to_native(spec, params)
+    for j, g in enumerate(TORCH_DOC_ORDER[cell]):
+        rows = slice(j * H, (j + 1) * H)
+        np.testing.assert_array_equal(native["weight_ih_l0"][rows], params[f"l0.W_x{g}"].T, g)
+        np.testing.assert_array_equal(native["weight_hh_l0"][rows], params[f"l0.W_h{g}"].T, g)
+        np.testing.assert_array_equal(native["bias_ih_l0"][rows], params[f"l0.b_{g}"], g)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_swapping_two_gates_changes_the_builtin_output(cell):
+    """The gate test has teeth: exchanging two gates' parameters moves the built-in's output."""
+    spec = make_spec(cell, "reset_after", 1, False)
+    params = init_params(spec)
+    a, b = convert.NATIVE_GATES[cell][:2]
+    swapped = dict(params)
+    for kind in ("W_x", "W_h", "b_"):
+        swapped[f"l0.{kind}{a}"] = params[f"l0.{kind}{b}"]
+        swapped[f"l0.{kind}{b}"] = params[f"l0.{kind}{a}"]
+    X = np.random.default_rng(0).normal(size=(T, B, I))
+    Y_ref, _ = reference.forward(spec, params, X)
+    with torch.no_grad():
+        Y_swapped, _ = layers.builtin_forward(
+            spec, layers.make_builtin(spec, swapped, torch.float64), torch.tensor(X))
+    assert np.abs(Y_swapped.numpy() - Y_ref).max() > 1e-3
+
+
+@builtin_cells
+def test_bias_gradient_is_input_side_not_sum(cell):
+    spec = make_spec(cell, "reset_after", 1, True)
+    native_grads = random_native(spec, seed=5)
+    grads = convert.grads_from_native(spec, native_grads)
+    for prefix, sfx in convert.native_suffixes(spec):
+        g_ih, g_hh = native_grads[f"bias_ih_{sfx}"], native_grads[f"bias_hh_{sfx}"]
+        for j, g in enumerate(convert.NATIVE_GATES[cell]):
+            rows = slice(j * H, (j + 1) * H)
+            np.testing.assert_array_equal(grads[f"{prefix}b_{g}"], g_ih[rows])
+        if cell == "gru":
+            np.testing.assert_array_equal(grads[f"{prefix}b_hn"], g_hh[2 * H:])
+
+
+@builtin_cells
+def test_builtin_bias_gradients_agree_on_both_sides(cell):
+    """Why the chain rule holds: with b_ih + b_hh, torch gives both sides the same gradient."""
+    spec = make_spec(cell, "reset_after", 1, False)
+    module = layers.make_builtin(spec, init_params(spec), torch.float64)
+    Y, _ = layers.builtin_forward(spec, module, torch.ones(T, B, I, dtype=torch.float64))
+    g_ih, g_hh = torch.autograd.grad(Y.square().sum(), [module.bias_ih_l0, module.bias_hh_l0])
+    rows = slice(0, 2 * H) if cell == "gru" else slice(None)  # GRU's n block differs by R
+    torch.testing.assert_close(g_ih[rows], g_hh[rows], rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_resolves():
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda", "cuda:0"])
+def test_gpu_without_cuda_says_what_to_install(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RnnbenchError, match="sees none|CPU-only build") as info:
+        devices.resolve_device(name)
+    assert "GPU" in str(info.value)
+
+
+@pytest.fixture
+def tf32_on():
+    """TF32 switched on, restored afterwards (torch's flag objects defeat monkeypatch's undo)."""
+    flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    saved = [f.allow_tf32 for f in flags]
+    for f in flags:
+        f.allow_tf32 = True
+    yield
+    for f, value in zip(flags, saved):
+        f.allow_tf32 = value
+
+
+def test_gpu_turns_tf32_off(monkeypatch, tf32_on):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.resolve_device("gpu").type == "cuda"
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 is False
+
+
+@pytest.mark.parametrize("name", ["tpu", "mps", ""])
+def test_unknown_device_name_is_refused(name):
+    with pytest.raises(ValueError, match="unknown device"):
+        devices.resolve_device(name)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_builtin_reset_before_is_not_supported(dtype):
+    spec = make_spec("gru", "reset_before", 1, False)
+    with pytest.raises(NotSupported, match=r"torch\.nn\.GRU.*reset_after"):
+        BACKEND.build_layer(spec, "builtin", init_params(spec, dtype=dtype), dtype)
+
+
+def test_scratch_reset_before_is_supported():
+    spec = make_spec("gru", "reset_before", 1, False)
+    assert BACKEND.build_layer(spec, "scratch", init_params(spec), "float64").impl == "scratch"
+
+
+@impls
+def test_kernel_failure_becomes_not_supported_quoting_torch(monkeypatch, impl):
+    def fail(*args, **kwargs):
+        raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Half\'')
+    monkeypatch.setattr("torch_impl.adapter.builtin_forward", fail)
+    monkeypatch.setattr("torch_impl.adapter.scratch_forward", fail)
+    spec = make_spec("lstm", "reset_after", 1, False)
+    with pytest.raises(NotSupported, match="not implemented for 'Half'"):
+        BACKEND.build_layer(spec, impl, init_params(spec), "float32")
+
+
+@pytest.mark.parametrize("impl,dtype", [("scratch", "float16"), ("cudnn", "float32")],
+                         ids=["dtype", "impl"])
+def test_unknown_choices_are_refused(impl, dtype):
+    spec = make_spec("rnn", "reset_after", 1, False)
+    with pytest.raises(ValueError, match="unknown"):
+        BACKEND.build_layer(spec, impl, init_params(spec), dtype)
+
+
+def test_wrong_params_are_refused():
+    spec = make_spec("rnn", "reset_after", 1, False)
+    params = init_params(spec)
+    del params["l0.b_h"]
+    with pytest.raises(ValueError, match="missing.*l0.b_h"):
+        BACKEND.build_layer(spec, "scratch", params, "float64")
+
+
+# Every impl x cell the backend supports (builtin + reset_before is NotSupported, tested above).
+SUPPORTED = [(i, c, v) for i in ("scratch", "builtin") for c, v in CELL_VARIANTS
+             if not (i == "builtin" and v == "reset_before")]
+SUPPORTED_IDS = [f"{i}-{cid}" for i in ("scratch", "builtin") for (c, v), cid in
+                 zip(CELL_VARIANTS, CELL_IDS) if not (i == "builtin" and v == "reset_before")]
+
+
+@pytest.mark.parametrize("impl,cell,variant", SUPPORTED, ids=SUPPORTED_IDS)
+def test_none_state_means_zeros(impl, cell, variant):
+    spec, params, X, _, G, _ = case_arrays(cell, variant, 2, True)
+    layer = BACKEND.build_layer(spec, impl, params, "float64")
+    zeros = zeros_state(spec, B)
+    Y_none, finals_none = BACKEND.forward(layer, X, None)
+    Y_zero, finals_zero = BACKEND.forward(layer, X, zeros)
+    np.testing.assert_array_equal(Y_none, Y_zero)
+    for got, want in zip(flatten_state(finals_none), flatten_state(finals_zero)):
+        np.testing.assert_array_equal(got, want)
+    res_none, res_zero = BACKEND.vjp(layer, X, None, G), BACKEND.vjp(layer, X, zeros, G)
+    assert res_none.dstate is None
+    assert len(flatten_state(res_zero.dstate)) == len(flatten_state(zeros))
+    assert all(d.shape == (B, H) and np.abs(d).max() > 0 for d in flatten_state(res_zero.dstate))
+    for key in params:
+        np.testing.assert_array_equal(res_none.grads[key], res_zero.grads[key], err_msg=key)
+
+
+@impls
+def test_wrong_number_of_states_is_refused(impl):
+    spec, params, X, state, _, _ = case_arrays("gru", "reset_after", 2, True)
+    layer = BACKEND.build_layer(spec, impl, params, "float64")
+    with pytest.raises(ValueError, match="4 states"):
+        BACKEND.forward(layer, X, state[:3])
+
+
+@impls
+def test_state_layout_is_kept(impl):
+    spec, params, X, state, _, _ = case_arrays("lstm", "reset_after", 2, True)
+    Y, finals = BACKEND.forward(BACKEND.build_layer(spec, impl, params, "float64"), X, state)
+    assert Y.shape == (T, B, 2 * H)
+    assert len(finals) == 4 and all(isinstance(s, tuple) and len(s) == 2 for s in finals)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_builtin_code_path_names_the_kernel_that_ran(cell, dtype):
+    spec, params, X, _, _, _ = case_arrays(cell, "reset_after", 1, False)
+    layer = BACKEND.build_layer(spec, "builtin", params, dtype)
+    with torch.profiler.profile() as prof:
+        BACKEND.forward(layer, X.astype(dtype))
+    ran_onednn = any(e.name == "aten::mkldnn_rnn_layer" for e in prof.events())
+    assert ran_onednn == ("oneDNN" in layer.code_path), layer.code_path
+
+
+def test_info_reports_the_framework():
+    info = BACKEND.info()
+    json.dumps(info)
+    assert info["versions"]["torch"] == torch.__version__
+    assert info["num_threads"] == torch.get_num_threads() >= 1
+    assert info["num_interop_threads"] >= 1
+    assert info["cuda_available"] == torch.cuda.is_available()
+    assert info["devices"][0] == "cpu" and len(info["devices"]) == 1 + torch.cuda.device_count()
+    assert isinstance(info["mkldnn_available"], bool)

@@ -1,0 +1,54 @@
+"""Device names -> `torch.device`.
+
+Resolving a GPU also turns TF32 off (`torch.backends.cuda.matmul.allow_tf32` and
+`torch.backends.cudnn.allow_tf32`): with TF32 on, float32 matmuls and cuDNN RNNs keep only 10
+mantissa bits (relative error ~1e-3), far outside the float32 parity tolerance.
+"""
+from __future__ import annotations
+
+import torch
+
+from common.errors import RnnbenchError
+
+GPU_NAMES = ("gpu", "cuda")
+
+
+def disable_tf32() -> None:
+    """Full float32 precision for CUDA matmuls and cuDNN (parity needs it)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def _no_gpu_message() -> str:
+    """Why torch sees no GPU, and what to do about it."""
+    if torch.version.cuda is None:
+        return (f"a GPU was asked for, but torch {torch.__version__} is a CPU-only build: "
+                "install a CUDA build of torch (on Linux, `pip install 'rnnbench[torch]'` from "
+                "PyPI gives one; elsewhere see https://pytorch.org/get-started/locally/)")
+    return (f"a GPU was asked for, but torch {torch.__version__} (CUDA {torch.version.cuda}) "
+            "sees none: check the NVIDIA driver (`nvidia-smi`) and CUDA_VISIBLE_DEVICES")
+
+
+def resolve_device(name="cpu") -> torch.device:
+    """`"cpu"` -> CPU; `"gpu"`, `"cuda"` (optionally `":N"`) -> that CUDA device, TF32 off."""
+    kind, _, index = str(name).strip().lower().partition(":")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind not in GPU_NAMES:
+        raise ValueError(f"unknown device {name!r}: choose 'cpu' or 'gpu' "
+                         "(alias 'cuda'; add ':N' for one of several)")
+    if not torch.cuda.is_available():
+        raise RnnbenchError(_no_gpu_message())
+    disable_tf32()
+    if not index:
+        return torch.device("cuda")
+    if not index.isdigit() or int(index) >= torch.cuda.device_count():
+        raise RnnbenchError(f"no CUDA device {name!r}: torch sees {torch.cuda.device_count()}")
+    return torch.device("cuda", int(index))
+
+
+def device_names() -> list:
+    """Names of the CUDA devices torch sees (empty without a GPU)."""
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

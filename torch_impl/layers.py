@@ -1,0 +1,119 @@
+"""Recurrent layers in PyTorch: the scratch driver (a Python loop over time) and the built-ins.
+
+Both are pure functions, state in and state out, differentiable with autograd, so a bigger
+model's forward can call them. Shapes: `X: (T, B, I)` -> `Y: (T, B, H*D)`; states follow the
+contract's layout (a list over l0, l0_rev, l1, ... of `(B, H)` tensors, LSTM pairs `(H, C)`).
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from common.config import LayerSpec
+from common.errors import NotSupported
+from common.params import Params, prefixes, sub_params
+
+from .cells import step_fn
+from .convert import to_native
+
+BUILTINS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def hidden_of(state):
+    """The hidden `H` of a state (`(H, C)` for LSTM)."""
+    return state[0] if isinstance(state, tuple) else state
+
+
+def zero_states(spec: LayerSpec, X: torch.Tensor) -> List:
+    """All-zero states for `X: (T, B, I)`, in the contract's layout."""
+    zeros = lambda: X.new_zeros((X.shape[1], spec.hidden_size))
+    return [(zeros(), zeros()) if spec.cell == "lstm" else zeros() for _ in prefixes(spec)]
+
+
+def run_direction(step, p, X, state, reverse=False):
+    """The time loop of one direction: `X: (T, B, I)` -> `(Y: (T, B, H), final state)`."""
+    steps = range(X.shape[0] - 1, -1, -1) if reverse else range(X.shape[0])
+    outputs = [None] * X.shape[0]
+    for t in steps:
+        state = step(p, X[t], state)
+        outputs[t] = hidden_of(state)  # reversed runs still write outputs in time order
+    return torch.stack(outputs), state
+
+
+def scratch_forward(spec: LayerSpec, params, X, states=None):
+    """The stack from cells: `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros.
+
+    `params`: canonical names (with prefixes) -> tensors.
+    """
+    step = step_fn(spec.cell, spec.gru_variant)
+    states = zero_states(spec, X) if states is None else states
+    pre, D = prefixes(spec), spec.num_directions
+    finals, inputs = [], X
+    for layer in range(spec.num_layers):
+        outputs = []
+        for d in range(D):
+            idx = layer * D + d
+            Y, final = run_direction(step, sub_params(params, pre[idx]), inputs, states[idx],
+                                     reverse=d == 1)
+            outputs.append(Y)
+            finals.append(final)
+        inputs = torch.cat(outputs, dim=-1)  # forward direction's features first
+    return inputs, finals
+
+
+def builtin_name(cell: str) -> str:
+    return f"torch.nn.{BUILTINS[cell].__name__}"
+
+
+def builtin_code_path(spec: LayerSpec, dtype, device) -> str:
+    """Which kernel the built-in runs (seen with torch.profiler on torch 2.13's CPU build)."""
+    name = builtin_name(spec.cell)
+    if torch.device(device).type == "cuda":
+        cudnn = torch.backends.cudnn.enabled and torch.backends.cudnn.is_available()
+        return f"{name}, {'cuDNN' if cudnn else 'ATen CUDA cells'}"
+    # torch sends only float32 LSTMs to oneDNN (aten::mkldnn_rnn_layer); the rest loop in ATen
+    onednn = (spec.cell == "lstm" and dtype == torch.float32 and torch.backends.mkldnn.enabled
+              and torch.backends.mkldnn.is_available())
+    return f"{name}, {'oneDNN' if onednn else 'ATen CPU loop'}"
+
+
+SCRATCH_CODE_PATH = "scratch cells, Python loop over torch ops"
+
+
+def make_builtin(spec: LayerSpec, params: Params, dtype=torch.float32, device="cpu") -> nn.Module:
+    """The framework's own `nn.RNN/LSTM/GRU` holding canonical `params` (NumPy) exactly."""
+    if spec.cell == "gru" and spec.gru_variant != "reset_after":
+        raise NotSupported(
+            f"{builtin_name('gru')} computes only the reset_after candidate "
+            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs impl='scratch'")
+    module = BUILTINS[spec.cell](spec.input_size, spec.hidden_size, num_layers=spec.num_layers,
+                                 bidirectional=spec.bidirectional, dtype=dtype, device=device)
+    native = {k: torch.as_tensor(v, dtype=dtype) for k, v in to_native(spec, params).items()}
+    module.load_state_dict(native, strict=True)
+    # Left in training mode: cuDNN's RNN backward refuses eval mode; without dropout the
+    # mode changes nothing else.
+    return module
+
+
+def _pack_states(spec: LayerSpec, states):
+    """Contract layout -> torch's `h0: (L*D, B, H)` (LSTM: `(h0, c0)`); None stays None."""
+    if states is None:
+        return None
+    if spec.cell == "lstm":
+        return torch.stack([s[0] for s in states]), torch.stack([s[1] for s in states])
+    return torch.stack(states)
+
+
+def _unpack_states(spec: LayerSpec, native) -> List:
+    """torch's `h_n: (L*D, B, H)` (LSTM: `(h_n, c_n)`) -> the contract's list, same order."""
+    if spec.cell == "lstm":
+        return [(h, c) for h, c in zip(native[0].unbind(0), native[1].unbind(0))]
+    return list(native.unbind(0))
+
+
+def builtin_forward(spec: LayerSpec, module: nn.Module, X, states: Optional[list] = None):
+    """Run the built-in on `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros."""
+    Y, native_finals = module(X, _pack_states(spec, states))
+    return Y, _unpack_states(spec, native_finals)
