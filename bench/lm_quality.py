@@ -1,0 +1,160 @@
+"""`rnnbench lm-quality`: d2l's language-model settings in every framework x impl, beside the
+book's published figures (../shared/design/ANCHORS.md), as JSON records and a markdown table.
+
+Presets:
+- `d2l-1.0`: TimeMachine(batch_size=1024, num_steps=32), 10,000 train / 5,000 validation windows,
+  hidden 32, SGD, clip 1; the book's lr and epochs per model. Scratch models use d2l's
+  N(0, 0.01^2) init (and d2l's scratch GRU is the reset_before variant); concise models use
+  U(±1/sqrt(H)), the PyTorch/Gluon built-in default.
+- `d2l-0.17`: the older chapter: hidden 256, 35 steps, batch 32, lr 1, clip 1, sequential
+  partitioning, up to 500 epochs, stopping at a target train perplexity (1.2 for the RNNs,
+  1.1 for the built-in GRU): the time-to-quality figure.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from common.config import LMConfig, TrainConfig
+
+# d2l 1.0.3 published (train, validation) perplexity per model and framework (ANCHORS.md).
+D2L10_ANCHORS = {
+    "RNN scratch": {"torch": (6.16, 7.24), "mxnet": (6.23, 7.36), "jax": (6.18, 7.31)},
+    "RNN concise": {"torch": (5.87, 7.19), "mxnet": (6.14, 7.32), "jax": None},
+    "LSTM scratch": {"torch": (6.94, 7.42), "mxnet": (6.72, 7.46), "jax": (6.90, 7.51)},
+    "LSTM concise": {"torch": (5.76, 6.69), "mxnet": (6.23, 6.86), "jax": (5.47, 6.85)},
+    "GRU scratch": {"torch": (5.73, 6.74), "mxnet": (5.73, 6.75), "jax": (5.68, 6.68)},
+    "GRU concise": {"torch": (4.94, 6.55), "mxnet": (5.37, 6.58), "jax": (5.66, 7.27)},
+    "2-layer GRU concise": {"torch": (4.13, 6.11), "mxnet": None, "jax": (3.61, 6.61)},
+}
+ANCHOR_SOURCE = ("d2l 1.0.3, read off the published training plots of its PyTorch/MXNet/JAX "
+                 "notebooks (±0.02), as collected in ANCHORS.md")
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    cell: str
+    impl: str
+    lr: float
+    epochs: int
+    layers: int = 1
+    variant: str = "reset_after"
+    target_ppl: Optional[float] = None
+
+    @property
+    def init(self) -> str:
+        return "normal" if self.impl == "scratch" else "uniform"
+
+
+PRESETS = {
+    "d2l-1.0": dict(
+        hidden=32, train=dict(batch_size=1024, num_steps=32, partition="windows",
+                              num_train=10000, num_val=5000, clip=1.0),
+        models=[Model("RNN scratch", "rnn", "scratch", 1, 100),
+                Model("RNN concise", "rnn", "builtin", 1, 100),
+                Model("LSTM scratch", "lstm", "scratch", 4, 50),
+                Model("LSTM concise", "lstm", "builtin", 4, 50),
+                Model("GRU scratch", "gru", "scratch", 4, 50, variant="reset_before"),
+                Model("GRU concise", "gru", "builtin", 4, 50),
+                Model("2-layer GRU concise", "gru", "builtin", 2, 100, layers=2)]),
+    "d2l-0.17": dict(
+        hidden=256, train=dict(batch_size=32, num_steps=35, partition="sequential", clip=1.0),
+        models=[Model("RNN scratch", "rnn", "scratch", 1, 500, target_ppl=1.2),
+                Model("RNN concise", "rnn", "builtin", 1, 500, target_ppl=1.2),
+                Model("GRU concise", "gru", "builtin", 1, 500, target_ppl=1.1)]),
+}
+
+
+@dataclass
+class QualityRecord:
+    preset: str
+    model: str
+    backend: str
+    impl: str
+    status: str
+    epochs: int
+    train_ppl: float
+    val_ppl: Optional[float]
+    seconds: float
+    tokens_per_second: float
+    anchor_train: Optional[float] = None
+    anchor_val: Optional[float] = None
+    target_ppl: Optional[float] = None
+    target_reached: Optional[dict] = None
+    run_dir: str = ""
+
+
+def configs(preset: str, model: Model, vocab_size: int, dtype: str, device: str, seed: int):
+    spec = PRESETS[preset]
+    cfg = LMConfig(model.cell, model.impl, vocab_size, spec["hidden"], model.layers, model.variant)
+    tcfg = TrainConfig(lr=model.lr, epochs=model.epochs, dtype=dtype, device=device, seed=seed,
+                       target_ppl=model.target_ppl, **spec["train"])
+    return cfg, tcfg
+
+
+def run_one(preset, model, backend, data, out: Path, dtype="float32", device="cpu", seed=0,
+            epochs=None, progress=True) -> QualityRecord:
+    """Train one model in one backend; the record compares it with d2l's figure."""
+    import dataclasses
+
+    from bench.lm_train import train
+    from common.params import init_lm_params
+    if epochs:
+        model = dataclasses.replace(model, epochs=epochs)
+    cfg, tcfg = configs(preset, model, len(data.vocab), dtype, device, seed)
+    params = init_lm_params(cfg, seed, dtype, init=model.init)
+    log = train(backend, cfg, tcfg, data, out, params, progress=progress)
+    last = log.epochs[-1]
+    anchor = (D2L10_ANCHORS.get(model.name, {}).get(backend) if preset == "d2l-1.0" else None)
+    return QualityRecord(preset, model.name, backend, model.impl, log.status, last.epoch,
+                         last.train_ppl, last.val_ppl, log.wall_seconds, log.tokens_per_second,
+                         *(anchor or (None, None)), model.target_ppl, log.target_reached, str(out))
+
+
+def markdown_table(recs: List[dict]) -> str:
+    """Rows: model; columns: each backend's validation (or train) perplexity and d2l's."""
+    backends = list(dict.fromkeys(r["backend"] for r in recs))
+    by = {(r["model"], r["backend"]): r for r in recs}
+    models = list(dict.fromkeys(r["model"] for r in recs))
+    use_val = any(r["val_ppl"] is not None for r in recs)
+    key = "val_ppl" if use_val else "train_ppl"
+    head = "| model | " + " | ".join(f"{b} (d2l)" for b in backends) + " | spread |"
+    rows = [head, "|---" * (len(backends) + 2) + "|"]
+    for m in models:
+        cells, values = [], []
+        for b in backends:
+            r = by.get((m, b))
+            if r is None:
+                cells.append("—")
+                continue
+            values.append(r[key])
+            anchor = r["anchor_val" if use_val else "anchor_train"]
+            cells.append(f"{r[key]:.2f} ({anchor:.2f})" if anchor else f"{r[key]:.2f}")
+        spread = f"{100 * (max(values) / min(values) - 1):.1f}%" if len(values) > 1 else "—"
+        rows.append(f"| {m} | " + " | ".join(cells) + f" | {spread} |")
+    return "\n".join(rows)
+
+
+def main(preset: str, backends, models, out: Path, path=None, dtype="float32", device="cpu",
+         seed=0, epochs=None) -> int:
+    from bench import records
+    from bench.lm_data import load_corpus
+    data = load_corpus("time_machine", path, "char")
+    chosen = [m for m in PRESETS[preset]["models"] if not models or m.name in models]
+    recs = []
+    for model in chosen:
+        for backend in backends:
+            run_dir = out / f"{model.name.replace(' ', '_')}-{backend}"
+            rec = run_one(preset, model, backend, data, run_dir, dtype, device, seed, epochs)
+            recs.append(asdict(rec))
+            print(f"{model.name:22s} {backend:6s} {rec.status:15s} epochs {rec.epochs:3d} "
+                  f"train {rec.train_ppl:.3f}" + (f" val {rec.val_ppl:.3f}" if rec.val_ppl else "")
+                  + f"  {rec.tokens_per_second:,.0f} tok/s", flush=True)
+            records.write_json(out / "quality.json", {"preset": preset, "source": ANCHOR_SOURCE,
+                                                      "records": recs}, overwrite=True)
+    table = markdown_table(recs)
+    records.write_atomic(out / "quality.md", table + "\n", overwrite=True)
+    print(table)
+    return 0

@@ -1,0 +1,33 @@
+"""PNG charts (matplotlib, headless)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_perplexity(log, path: Path) -> Path:
+    """Train (and validation) perplexity against epoch, log scale."""
+    plt = _pyplot()
+    epochs = [e.epoch for e in log.epochs]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [e.train_ppl for e in log.epochs], label="train")
+    if any(e.val_ppl is not None for e in log.epochs):
+        ax.plot(epochs, [e.val_ppl for e in log.epochs], label="validation")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("perplexity")
+    model = log.model
+    ax.set_title(f"{log.backend}/{model['impl']} {model['cell']} H={model['hidden_size']}"
+                 f" L={model['num_layers']} on {log.corpus['name']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

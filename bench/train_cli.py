@@ -1,0 +1,164 @@
+"""Options and actions of the `train` and `generate` verbs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common.config import CELLS, DTYPES, GRU_VARIANTS, IMPLS, OPTIMIZERS, PARTITIONS
+
+BIDIRECTIONAL_REFUSAL = ("a left-to-right language model cannot be bidirectional: the backward "
+                         "direction would read the very tokens it must predict. Bidirectional "
+                         "stacks are for encoders (the seq2seq encoder)")
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def add_train(sub, positive_int):
+    from bench.lm_data import LM_CORPORA
+    from common.registry import backend_names
+    p = sub.add_parser("train", help="train a character/word language model")
+    a = p.add_argument
+    a("--backend", choices=backend_names(), default="torch")
+    a("--impl", choices=IMPLS, default="scratch")
+    a("--cell", choices=CELLS, default="rnn")
+    a("--gru-variant", choices=GRU_VARIANTS, default="reset_after")
+    a("--layers", type=positive_int, default=1)
+    a("--bidirectional", action="store_true", help="refused for a language model (says why)")
+    a("--hidden", type=positive_int, default=256)
+    a("--embed", type=positive_int, default=None, help="embedding size (default: one-hot inputs)")
+    a("--num-steps", type=positive_int, default=35)
+    a("--batch-size", type=positive_int, default=32)
+    a("--lr", type=_positive_float, default=1.0)
+    a("--optimizer", choices=OPTIMIZERS, default="sgd")
+    a("--epochs", type=positive_int, default=500)
+    a("--clip", type=_positive_float, default=1.0, help="global gradient-norm bound")
+    a("--no-clip", action="store_true", help="turn clipping off (to watch gradients explode)")
+    a("--partition", choices=PARTITIONS, default="sequential")
+    a("--num-train", type=positive_int, default=10000, help="windows partition: train windows")
+    a("--num-val", type=positive_int, default=5000, help="windows partition: validation windows")
+    a("--dtype", choices=DTYPES, default="float32")
+    a("--device", choices=("cpu", "gpu"), default="cpu")
+    a("--seed", type=int, default=0)
+    a("--init", choices=("normal", "uniform"), default="normal",
+      help="normal: d2l's N(0, 0.01^2), zero biases; uniform: U(±1/sqrt(H))")
+    a("--target-ppl", type=_positive_float, default=None, help="stop once train perplexity <= this")
+    a("--corpus", choices=LM_CORPORA, default="human_numbers")
+    a("--path", help="corpus file (default: generated for human_numbers, downloaded otherwise)")
+    a("--token", choices=("char", "word"), help="token kind (default: the corpus's own)")
+    a("--max-tokens", type=int, default=-1, help="use only the first N tokens")
+    a("--prefix", help="generate from this prefix at the end")
+    a("--out", help="run directory (default: a new rnnbench-results/train-* directory)")
+    a("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def add_generate(sub, positive_int):
+    from common.registry import backend_names
+    p = sub.add_parser("generate", help="generate text from a checkpoint, in any framework")
+    a = p.add_argument
+    a("checkpoint", help="checkpoint.npz written by `rnnbench train` (any backend)")
+    a("--backend", choices=backend_names(), default="torch")
+    a("--impl", choices=IMPLS, help="scratch or builtin (default: as trained)")
+    a("--prefix", required=True)
+    a("--num-preds", type=positive_int, default=50)
+    a("--alpha", type=_positive_float, default=None,
+      help="sample from q ∝ p^alpha (default: greedy decoding)")
+    a("--seed", type=int, default=0)
+    a("--device", choices=("cpu", "gpu"), default="cpu")
+    p.set_defaults(func=run_generate)
+
+
+def train_config(args):
+    """The TrainConfig of parsed options (refusing a bidirectional LM first)."""
+    from common.config import TrainConfig
+    if args.bidirectional:
+        raise ValueError(BIDIRECTIONAL_REFUSAL)
+    return TrainConfig(args.optimizer, args.lr, None if args.no_clip else args.clip,
+                             args.epochs, args.batch_size, args.num_steps, args.partition,
+                             args.num_train, args.num_val, args.dtype, args.device, args.seed,
+                             args.target_ppl)
+
+
+def run_train(args) -> int:
+    from bench import records
+    from bench.generate import generate, load_checkpoint
+    from bench.lm_data import load_corpus
+    from bench.lm_train import train
+    from common.config import LMConfig
+    from common.params import init_lm_params
+
+    tcfg = train_config(args)
+    data = load_corpus(args.corpus, args.path, args.token, args.max_tokens)
+    cfg = LMConfig(args.cell, args.impl, len(data.vocab), args.hidden, args.layers,
+                   args.gru_variant, args.embed)
+    out = Path(args.out) if args.out else records.new_run_dir(prefix="train")
+    params = init_lm_params(cfg, tcfg.seed, tcfg.dtype, init=args.init)
+    log = train(args.backend, cfg, tcfg, data, out, params, progress=not args.quiet)
+    last = log.epochs[-1] if log.epochs else None
+    if last:
+        val = f", validation perplexity {last.val_ppl:.3f}" if last.val_ppl is not None else ""
+        print(f"{log.status} after {last.epoch} epochs: train perplexity {last.train_ppl:.3f}{val}, "
+              f"{log.tokens_per_second:,.0f} tokens/s")
+    if log.message:
+        print(log.message)
+    if args.prefix and last:
+        be, model, vocab, token, _ = load_checkpoint(log.checkpoint, args.backend, None, args.device)
+        print(generate(be, model, vocab, token, args.prefix, 50))
+    print(f"wrote {out}")
+    return 0 if log.status in ("finished", "target reached") else 1
+
+
+def run_generate(args) -> int:
+    from bench.generate import generate, load_checkpoint
+    be, model, vocab, token, _ = load_checkpoint(args.checkpoint, args.backend, args.impl, args.device)
+    print(generate(be, model, vocab, token, args.prefix, args.num_preds, args.alpha, args.seed))
+    return 0
+
+
+def add_quality(sub):
+    from bench.lm_quality import PRESETS
+    from common.registry import backend_names
+    p = sub.add_parser("lm-quality", help="d2l's LM settings in every framework, beside d2l's figures")
+    a = p.add_argument
+    a("--preset", choices=tuple(PRESETS), default="d2l-1.0")
+    a("--backends", nargs="+", choices=backend_names(), default=list(backend_names()))
+    a("--models", nargs="+", metavar="NAME", help="model names of the preset (default: all)")
+    a("--path", help="timemachine.txt (default: download with SHA-1 check)")
+    a("--dtype", choices=DTYPES, default="float32")
+    a("--device", choices=("cpu", "gpu"), default="cpu")
+    a("--seed", type=int, default=0)
+    a("--epochs", type=int, help="override every model's epochs (for a quick look)")
+    a("--out", help="directory (default: a new rnnbench-results/quality-* directory)")
+    p.set_defaults(func=run_quality)
+
+
+def run_quality(args) -> int:
+    from bench import lm_quality, records
+    known = [m.name for m in lm_quality.PRESETS[args.preset]["models"]]
+    unknown = [m for m in args.models or [] if m not in known]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown} for {args.preset}: choose from {known}")
+    out = Path(args.out) if args.out else records.new_run_dir(prefix="quality")
+    return lm_quality.main(args.preset, args.backends, args.models, out, args.path, args.dtype,
+                           args.device, args.seed, args.epochs)
+
+
+def add_trajectory(sub):
+    from common.registry import backend_names
+    p = sub.add_parser("trajectory", help="per-step training losses compared across frameworks")
+    p.add_argument("--backends", nargs="+", choices=backend_names(), default=list(backend_names()))
+    p.add_argument("--steps", type=int, default=50)
+    p.set_defaults(func=run_trajectory)
+
+
+def run_trajectory(args) -> int:
+    from bench import trajectory
+    return trajectory.main(args.backends, args.steps)

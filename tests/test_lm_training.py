@@ -1,0 +1,127 @@
+"""Language-model training across frameworks: trajectories, checkpoints, generation, failures."""
+import json
+
+import numpy as np
+import pytest
+
+from bench import generate as gen
+from bench import trajectory
+from bench.lm_data import load_corpus
+from bench.lm_train import train
+from common.config import LMConfig, TrainConfig
+from common.errors import DataError
+from common.params import load_params
+from conftest import backend_or_skip
+
+BACKENDS = ["torch", "mxnet", "jax"]
+IMPLS = ["scratch", "builtin"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """A small character corpus from the generated Human Numbers text."""
+    return load_corpus("human_numbers", token="char", max_tokens=3000)
+
+
+def _trajectory(backend, impl, cell, data):
+    backend_or_skip(backend)
+    return trajectory.losses(backend, impl, cell, data)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("backend", ["mxnet", "jax"])
+def test_float64_sgd_trajectory_matches_torch_scratch(backend, impl, cell, tiny_data):
+    """The first 50 steps' losses agree to 1e-8 relative with the same params and batches."""
+    reference = _trajectory("torch", "scratch", cell, tiny_data)
+    losses = _trajectory(backend, impl, cell, tiny_data)
+    assert losses[-1] < losses[0]                        # it is really training
+    np.testing.assert_allclose(losses, reference, rtol=1e-8, atol=0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_float64_torch_builtin_trajectory(cell, tiny_data):
+    np.testing.assert_allclose(_trajectory("torch", "builtin", cell, tiny_data),
+                               _trajectory("torch", "scratch", cell, tiny_data), rtol=1e-8, atol=0)
+
+
+def _short_run(backend, tmp_path, data, epochs=2, **train_kw):
+    cfg = LMConfig("gru", "scratch", len(data.vocab), 16)
+    tcfg = TrainConfig(lr=1.0, epochs=epochs, batch_size=4, num_steps=8, **train_kw)
+    return cfg, train(backend, cfg, tcfg, data, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_short_training_reduces_perplexity_and_writes_outputs(backend, tmp_path, tiny_data):
+    backend_or_skip(backend)
+    _, log = _short_run(backend, tmp_path, tiny_data, epochs=3)
+    assert log.status == "finished"
+    assert log.epochs[-1].train_ppl < log.epochs[0].train_ppl < len(tiny_data.vocab) + 1
+    saved = json.loads((tmp_path / "train_log.json").read_text())
+    assert saved["status"] == "finished" and len(saved["epochs"]) == 3
+    assert (tmp_path / "perplexity.png").stat().st_size > 1000
+    params, meta = load_params(tmp_path / "checkpoint.npz")
+    assert meta["epoch"] == 3 and meta["backend"] == backend and "W_hq" in params
+
+
+@pytest.mark.parametrize("source,target", [("torch", "jax"), ("jax", "mxnet"), ("mxnet", "torch")])
+def test_checkpoint_generates_the_same_greedy_text_in_another_framework(source, target, tmp_path,
+                                                                       tiny_data):
+    backend_or_skip(source), backend_or_skip(target)
+    _short_run(source, tmp_path, tiny_data, dtype="float64")
+    texts = [gen.generate(*_loaded(tmp_path, name), "one hundred", 30)
+             for name in (source, target)]
+    assert texts[0] == texts[1] and texts[0].startswith("one hundred") and len(texts[0]) == 41
+
+
+def _loaded(tmp_path, backend):
+    be, model, vocab, token, _ = gen.load_checkpoint(tmp_path / "checkpoint.npz", backend)
+    return be, model, vocab, token
+
+
+def test_sampling_is_seeded_and_alpha_sharpens(tmp_path, tiny_data):
+    backend_or_skip("torch")
+    _short_run("torch", tmp_path, tiny_data)
+    args = _loaded(tmp_path, "torch")
+    a = gen.generate(*args, "one", 40, alpha=1.0, seed=5)
+    assert a == gen.generate(*args, "one", 40, alpha=1.0, seed=5)
+    assert a != gen.generate(*args, "one", 40, alpha=1.0, seed=6)
+    assert gen.generate(*args, "one", 40, alpha=1e4, seed=1) == gen.generate(*args, "one", 40)
+
+
+def test_prefix_outside_vocabulary_names_the_characters(tiny_data):
+    with pytest.raises(DataError, match=r"'Z', 'q'"):
+        gen.prefix_ids("one Zq", tiny_data.vocab, "char")
+    with pytest.raises(DataError, match="empty"):
+        gen.prefix_ids("", tiny_data.vocab, "char")
+
+
+@pytest.mark.parametrize("backend", ["torch"])
+def test_divergence_stops_naming_the_step_and_keeps_checkpoint(backend, tmp_path, tiny_data,
+                                                              monkeypatch):
+    be = backend_or_skip(backend)
+    real = be.make_trainer
+
+    def poisoned(*args, **kw):
+        trainer, calls = real(*args, **kw), {"n": 0}
+        step = trainer.step
+
+        def bad_step(X, Y, state):
+            calls["n"] += 1
+            loss, state = step(X, Y, state)
+            return (float("nan") if calls["n"] == 150 else loss), state
+        trainer.step = bad_step
+        return trainer
+    monkeypatch.setattr(type(be), "make_trainer", lambda self, *a, **k: poisoned(*a, **k))
+    _, log = _short_run(backend, tmp_path, tiny_data, epochs=5)
+    assert log.status == "diverged" and "step 150" in log.message
+    assert "last good checkpoint" in log.message and len(log.epochs) >= 1
+    _, meta = load_params(tmp_path / "checkpoint.npz")     # the epoch before the NaN
+    assert meta["epoch"] == len(log.epochs) and meta["step"] == log.epochs[-1].step < 150
+
+
+def test_corpus_too_small_for_the_batch_is_a_clear_error(tmp_path):
+    data = load_corpus("human_numbers", token="char", max_tokens=30)
+    backend_or_skip("torch")
+    with pytest.raises(DataError, match="num_steps"):
+        _short_run("torch", tmp_path, data)
