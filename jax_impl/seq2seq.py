@@ -1,0 +1,295 @@
+"""The GRU encoder-decoder (d2l 1.0's `Seq2Seq`) in JAX: pure functions over explicit
+parameters (common/seq2seq.py has the canonical keys).
+
+src `(B, Ts)` -> embedding -> GRU stack -> final states `[(B, H)] * L`; dec_in `(B, T)` ->
+embedding, concatenated with the context (the last layer's final state) at every step -> GRU
+stack started from those states -> `Y @ W_hq + b_q` -> logits `(B, T, Vt)`. Each stack runs one
+layer at a time (the scratch `lax.scan` driver or Flax's `nn.RNN(nn.GRUCell)`, from layers.py)
+with dropout between layers while training. The loss is d2l's masked mean cross-entropy over
+the non-padding labels.
+
+Parameters are one flat dict (a pytree): canonical names for the embeddings and the output
+layer (and for scratch every GRU layer); for builtin each layer's Flax parameters under
+`encoder.l{k}.` + convert.py's native name, so gradients and Adam act on the built-in's own
+parameters. Every call runs inside `devices.compute_scope` (x64 only for float64); forward,
+loss and gradients, greedy decoding and the whole train step (loss, gradients, clipping, Adam)
+are each one jitted function with the config static.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from common.errors import NotSupported
+from common.params import Params, cast_params, sub_params
+from common.seq2seq import (HEAD_KEYS, SIDES, Seq2SeqConfig, check_ids, check_seq2seq_params,
+                            from_layer_params, label_mask, layer_params, truncate_at_eos)
+
+from .convert import from_native, grads_from_native, to_native
+from .devices import compute_scope, resolve_device
+from .layers import (builtin_code_path, builtin_forward, make_builtin, scratch_code_path,
+                     scratch_forward)
+
+
+def _dropout(X, p: float, key):
+    """Inverted dropout; identity when `p == 0` or `key is None` (not training)."""
+    if not p or key is None:
+        return X
+    keep = jax.random.bernoulli(key, 1.0 - p, X.shape)
+    return jnp.where(keep, X / (1.0 - p), jnp.zeros_like(X))
+
+
+def run_layer(cfg: Seq2SeqConfig, params, side: str, k: int, X, state):
+    """Layer `k` of `side`: `X: (T, B, I)`, state `(B, H)` or None -> `(Y: (T, B, H), final)`."""
+    spec, p = cfg.layer_spec(side, k), sub_params(params, f"{side}.l{k}.")
+    states = None if state is None else [state]
+    if cfg.impl == "builtin":
+        Y, finals = builtin_forward(spec, p, X, states)
+    else:
+        Y, finals = scratch_forward(spec, {"l0." + name: v for name, v in p.items()}, X, states)
+    return Y, finals[0]
+
+
+def run_stack(cfg: Seq2SeqConfig, params, side: str, X, states=None, dropout=0.0, key=None):
+    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`."""
+    finals = []
+    for k in range(cfg.num_layers):
+        if k:
+            X = _dropout(X, dropout, None if key is None else jax.random.fold_in(key, k))
+        X, final = run_layer(cfg, params, side, k, X, None if states is None else states[k])
+        finals.append(final)
+    return X, finals
+
+
+def _split(key):
+    return (None, None) if key is None else tuple(jax.random.split(key))
+
+
+def encode(cfg: Seq2SeqConfig, params, src, dropout=0.0, key=None):
+    """`src: (B, Ts)` int array -> the encoder's final states `[(B, H)] * L`."""
+    X = jnp.take(params["encoder.embedding"], src.T, axis=0)
+    return run_stack(cfg, params, "encoder", X, None, dropout, key)[1]
+
+
+def decode(cfg: Seq2SeqConfig, params, dec_in, context, states, dropout=0.0, key=None):
+    """`dec_in: (B, T)`, context `(B, H)`, states `[(B, H)] * L` ->
+    `(logits: (B, T, Vt), states)`."""
+    emb = jnp.take(params["decoder.embedding"], dec_in.T, axis=0)
+    X = jnp.concatenate([emb, jnp.broadcast_to(context, emb.shape[:2] + context.shape[1:])], -1)
+    Y, states = run_stack(cfg, params, "decoder", X, states, dropout, key)
+    logits = Y @ params["decoder.W_hq"] + params["decoder.b_q"]
+    return jnp.swapaxes(logits, 0, 1), states
+
+
+def logits_of(cfg: Seq2SeqConfig, params, src, dec_in, dropout=0.0, key=None):
+    """Teacher-forced logits `(B, T, Vt)` of `src: (B, Ts)`, `dec_in: (B, T)`."""
+    enc_key, dec_key = _split(key)
+    finals = encode(cfg, params, src, dropout, enc_key)
+    return decode(cfg, params, dec_in, finals[-1], finals, dropout, dec_key)[0]
+
+
+def masked_loss(logits, label, mask):
+    """d2l 1.0: `sum(nll * mask) / sum(mask)`; logits `(B, T, V)`, label and mask `(B, T)`."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, label[..., None], axis=-1)[..., 0]
+    return (nll * mask).sum() / mask.sum()
+
+
+def loss_fn(cfg, params, src, dec_in, label, mask, dropout=0.0, key=None):
+    return masked_loss(logits_of(cfg, params, src, dec_in, dropout, key), label, mask)
+
+
+forward_jit = jax.jit(logits_of, static_argnums=0)
+loss_and_grads_jit = jax.jit(jax.value_and_grad(loss_fn, argnums=1), static_argnums=0)
+
+
+def clip_gradients(grads, theta: float):
+    """d2l's global-norm clipping: if `sqrt(sum g**2) > theta`, every `g *= theta / norm`."""
+    norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads)))
+    scale = jnp.where(norm > theta, theta / norm, jnp.ones_like(norm))
+    return jax.tree.map(lambda g: g * scale, grads)
+
+
+@functools.lru_cache(maxsize=None)
+def adam(lr: float) -> optax.GradientTransformation:
+    """One `optax.adam` per learning rate, so that jit's cache keyed on it is hit again."""
+    return optax.adam(lr)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def train_step(cfg, lr, clip, dropout, params, opt_state, key, src, dec_in, label, mask):
+    """One Adam step on the masked loss, jitted whole: `(params, opt_state, loss)`."""
+    loss, grads = jax.value_and_grad(loss_fn, argnums=1)(cfg, params, src, dec_in, label, mask,
+                                                         dropout, key)
+    if clip is not None:
+        grads = clip_gradients(grads, clip)
+    updates, opt_state = adam(lr).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def greedy_tokens(cfg, params, src, bos: int, num_steps: int):
+    """Raw greedy tokens `(B, num_steps)`: each step feeds back the previous argmax.
+
+    `lax.scan` runs all num_steps; rows past their `<eos>` are cut afterwards (truncate_at_eos),
+    which gives what stopping each row there would give.
+    """
+    finals = encode(cfg, params, src)
+
+    def body(carry, _):
+        token, states = carry
+        logits, states = decode(cfg, params, token, finals[-1], states)
+        token = jnp.argmax(logits, axis=-1).astype(src.dtype)
+        return (token, states), token[:, 0]
+
+    start = jnp.full((src.shape[0], 1), bos, dtype=src.dtype)
+    _, tokens = lax.scan(body, (start, finals), None, length=num_steps)
+    return tokens.T
+
+
+@dataclass
+class JaxSeq2Seq:
+    """Parameters only: device arrays in `params` (see the module docstring for the names);
+    the trainer replaces them after every step."""
+
+    cfg: Seq2SeqConfig
+    dtype: str
+    device: jax.Device
+    params: Dict[str, jax.Array]
+    code_path: str = ""
+
+    def scope(self):
+        return compute_scope(self.device, self.dtype)
+
+    def ids(self, ids, vocab_size: int, name: str) -> jax.Array:
+        """Token ids as int32 on the device; call inside `scope()`."""
+        return jnp.asarray(check_ids(ids, vocab_size, name), dtype=jnp.int32)
+
+    def array(self, array) -> jax.Array:
+        """A NumPy array in the model's dtype on the device; call inside `scope()`."""
+        with warnings.catch_warnings():
+            # JAX truncates float64 to float32 with only a warning when x64 is off.
+            warnings.filterwarnings("error", ".*requested .* is not available", UserWarning)
+            try:
+                return jnp.asarray(np.asarray(array), dtype=self.dtype)
+            except UserWarning as exc:
+                raise NotSupported(f"jax cannot compute {self.dtype} here: {exc}") from exc
+
+    def batch(self, src, dec_in, label=None, label_valid_len=None):
+        """`(src, dec_in[, label, mask])` as device arrays, ids range-checked."""
+        cfg = self.cfg
+        out = (self.ids(src, cfg.src_vocab_size, "source"),
+               self.ids(dec_in, cfg.tgt_vocab_size, "decoder input"))
+        if label is None:
+            return out
+        label = np.asarray(label)
+        return out + (self.ids(label, cfg.tgt_vocab_size, "label"),
+                      self.array(label_mask(label_valid_len, label.shape[1], self.dtype)))
+
+
+def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
+                  device: str = "cpu") -> JaxSeq2Seq:
+    """A model holding canonical `params` (NumPy) exactly; NotSupported as `make_builtin`."""
+    check_seq2seq_params(cfg, params)
+    params, dev = cast_params(params, dtype), resolve_device(device)
+    path = scratch_code_path(dev.platform)
+    if cfg.impl == "builtin":
+        make_builtin(cfg.spec("encoder"))  # raises NotSupported for a variant Flax lacks
+        native = {k: params[k] for k in HEAD_KEYS}
+        for side in SIDES:
+            for k in range(cfg.num_layers):
+                spec = cfg.layer_spec(side, k)
+                layer = to_native(spec, layer_params(params, side, k))
+                native.update({f"{side}.l{k}.{name}": v for name, v in layer.items()})
+        params = native
+        layer_path = builtin_code_path(cfg.layer_spec("encoder", 0), dev.platform)
+        path = f"one-layer {layer_path}, per layer"
+    model = JaxSeq2Seq(cfg, dtype, dev, {}, path)
+    with model.scope():
+        model.params = {k: model.array(v) for k, v in params.items()}
+    return model
+
+
+def canonical(model: JaxSeq2Seq, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
+    """NumPy arrays named as `model.params` -> canonical names (gradients by the chain rule)."""
+    cfg = model.cfg
+    if cfg.impl == "scratch":
+        return dict(named)
+    out = {k: named[k] for k in HEAD_KEYS}
+    read = grads_from_native if grads else from_native
+    for side in SIDES:
+        for k in range(cfg.num_layers):
+            native = sub_params(named, f"{side}.l{k}.")
+            out.update(from_layer_params(read(cfg.layer_spec(side, k), native), side, k))
+    return out
+
+
+def _numpy(tree):
+    return jax.tree.map(np.array, tree)  # np.asarray would hand out read-only views
+
+
+def seq2seq_params(model: JaxSeq2Seq) -> Params:
+    """The current parameters in canonical form (writable NumPy copies)."""
+    return canonical(model, _numpy(model.params))
+
+
+def forward(model: JaxSeq2Seq, src, dec_in) -> np.ndarray:
+    """Teacher-forced logits `(B, T, Vt)` (NumPy), no dropout; `src: (B, Ts)`, `dec_in: (B, T)`."""
+    with model.scope():
+        return np.array(forward_jit(model.cfg, model.params, *model.batch(src, dec_in)))
+
+
+def loss_grads(model: JaxSeq2Seq, src, dec_in, label, label_valid_len):
+    """`(masked loss, canonical gradients)` (NumPy), no dropout; label `(B, T)`, lengths `(B,)`."""
+    with model.scope():
+        batch = model.batch(src, dec_in, label, label_valid_len)
+        loss, grads = loss_and_grads_jit(model.cfg, model.params, *batch)
+        return float(loss), canonical(model, _numpy(grads), grads=True)
+
+
+class Trainer:
+    """optax's Adam on every parameter, d2l's global-norm clipping, inter-layer dropout from a
+    `jax.random` key split per step; the whole step is one jitted function (`train_step`).
+    `step(src, dec_in, label, label_valid_len) -> loss` replaces `model.params`."""
+
+    def __init__(self, model: JaxSeq2Seq, lr: float, clip: Optional[float], dropout: float,
+                 seed: int):
+        self.model, self.static = model, (model.cfg, float(lr), clip, float(dropout))
+        with model.scope():
+            self.opt_state = adam(float(lr)).init(model.params)
+            self.key = jax.random.key(seed)
+
+    def step(self, src, dec_in, label, label_valid_len) -> float:
+        model = self.model
+        with model.scope():
+            batch = model.batch(src, dec_in, label, label_valid_len)
+            self.key, key = jax.random.split(self.key)
+            model.params, self.opt_state, loss = train_step(*self.static, model.params,
+                                                            self.opt_state, key, *batch)
+            return float(loss)
+
+    def params(self) -> Params:
+        return seq2seq_params(self.model)
+
+
+def make_trainer(model: JaxSeq2Seq, lr: float = 0.005, clip: Optional[float] = 1.0,
+                 dropout: float = 0.0, seed: int = 0) -> Trainer:
+    """A `Trainer` over every parameter of `model` (`clip=None`: no clipping)."""
+    return Trainer(model, lr, clip, dropout, seed)
+
+
+def greedy(model: JaxSeq2Seq, src, bos: int, eos: int, num_steps: int):
+    """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
+    `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
+    with model.scope():
+        src = model.ids(src, model.cfg.src_vocab_size, "source")
+        tokens = greedy_tokens(model.cfg, model.params, src, int(bos), int(num_steps))
+        return truncate_at_eos(np.array(tokens), eos)

@@ -1,0 +1,250 @@
+"""The GRU encoder-decoder (d2l 1.0's `Seq2Seq`) in MXNet: pure functions over explicit
+parameters (common/seq2seq.py has the canonical keys).
+
+src `(B, Ts)` -> embedding -> GRU stack -> final states `[(B, H)] * L`; dec_in `(B, T)` ->
+embedding, concatenated with the context (the last layer's final state) at every step -> GRU
+stack started from those states -> `Y @ W_hq + b_q` -> logits `(B, T, Vt)`. Each stack runs one
+layer at a time (scratch driver or a one-layer hybridized `gluon.rnn.GRU`, from layers.py) with
+dropout between layers while training, as `rnn.GRU(dropout=p)` places it. The loss is d2l's
+masked mean cross-entropy over the non-padding labels.
+
+One-layer fused layers also keep clear of MXNet 1.9.1's wrong layer-0 gradients in a fused
+stack of 2+ layers (lm.py); every layer's input needs a gradient here anyway (embeddings).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from common.errors import NotSupported
+from common.params import Params, cast_params, sub_params
+from common.seq2seq import (HEAD_KEYS, SIDES, Seq2SeqConfig, check_ids, check_seq2seq_params,
+                            from_layer_params, label_mask, layer_params, truncate_at_eos)
+
+from ._mx import mx
+from .adapter import builtin_code_path, mxnet_error_text
+from .convert import NATIVE_GATES, from_native, grads_from_native, to_native
+from .devices import resolve_device
+from .layers import builtin_forward, make_builtin, scratch_forward, to_nd
+from .lm import SCRATCH_CODE_PATH, make_parameter, output_layer
+from .train import clip_gradients
+
+nd = mx.nd
+
+
+@dataclass
+class MXNetSeq2Seq:
+    """Parameters only: Gluon `Parameter`s by canonical name in `params` (embeddings, output
+    layer, and for scratch every GRU layer) and, for builtin, one-layer hybridized GRUs in
+    `nets` keyed `encoder.l0`, ... The trainer updates them in place."""
+
+    cfg: Seq2SeqConfig
+    dtype: str
+    ctx: Any
+    params: Dict[str, Any]
+    nets: Dict[str, Any] = field(default_factory=dict)
+    code_path: str = ""
+
+    def leaves(self) -> Dict[str, Any]:
+        """Every trainable `Parameter`: canonical names, and `encoder.l0.l0_i2h_weight`-style."""
+        native = {f"{name}.{n[len(net.prefix):]}": p for name, net in self.nets.items()
+                  for n, p in net.collect_params().items()}
+        return {**self.params, **native}
+
+    def arrays(self) -> Dict[str, Any]:
+        """The canonical parameters' current nd arrays."""
+        return {k: p.data(self.ctx) for k, p in self.params.items()}
+
+    def ids(self, ids, vocab_size: int, name: str):
+        return to_nd(check_ids(ids, vocab_size, name), self.ctx, "int64")
+
+
+def _dropout(X, p: float, training: bool):
+    """Inverted dropout (MXNet's seeded RNG, `mx.random.seed`); identity unless training."""
+    return nd.Dropout(X, p=p) if (p and training) else X
+
+
+def run_stack(model: MXNetSeq2Seq, arrays, side: str, X, states=None, dropout=0.0,
+              training=False):
+    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`."""
+    finals = []
+    for k in range(model.cfg.num_layers):
+        X = X if k == 0 else _dropout(X, dropout, training)
+        spec, state = model.cfg.layer_spec(side, k), None if states is None else [states[k]]
+        if model.nets:
+            X, final = builtin_forward(model.nets[f"{side}.l{k}"], spec, X, state)
+        else:
+            X, final = scratch_forward(spec, layer_params(arrays, side, k), X, state)
+        finals.append(final[0])
+    return X, finals
+
+
+def _embed(table, ids):
+    """`ids: (B, T)` -> `(T, B, E)` rows of `table: (V, E)`."""
+    V, E = table.shape
+    return nd.Embedding(ids.T, table, input_dim=V, output_dim=E, dtype=table.dtype)
+
+
+def encode(model: MXNetSeq2Seq, arrays, src, dropout=0.0, training=False):
+    """`src: (B, Ts)` int nd array -> the encoder's final states `[(B, H)] * L`."""
+    X = _embed(arrays["encoder.embedding"], src)
+    return run_stack(model, arrays, "encoder", X, None, dropout, training)[1]
+
+
+def decode(model: MXNetSeq2Seq, arrays, dec_in, context, states, dropout=0.0, training=False):
+    """`dec_in: (B, T)`, context `(B, H)`, states `[(B, H)] * L` ->
+    `(logits: (B, T, Vt), states)`."""
+    emb = _embed(arrays["decoder.embedding"], dec_in)
+    ctx = nd.broadcast_to(context.expand_dims(0), shape=(emb.shape[0],) + context.shape)
+    Y, states = run_stack(model, arrays, "decoder", nd.concat(emb, ctx, dim=2), states, dropout,
+                          training)
+    head = {"W_hq": arrays["decoder.W_hq"], "b_q": arrays["decoder.b_q"]}
+    return nd.swapaxes(output_layer(head, Y), 0, 1), states
+
+
+def logits_of(model: MXNetSeq2Seq, src, dec_in, dropout=0.0, training=False):
+    """Teacher-forced logits `(B, T, Vt)` of int nd arrays `src: (B, Ts)`, `dec_in: (B, T)`."""
+    arrays = model.arrays()
+    finals = encode(model, arrays, src, dropout, training)
+    return decode(model, arrays, dec_in, finals[-1], finals, dropout, training)[0]
+
+
+def masked_loss(logits, label, mask):
+    """d2l 1.0: `sum(nll * mask) / sum(mask)`; logits `(B, T, V)`, label and mask `(B, T)`."""
+    nll = -nd.pick(nd.log_softmax(logits, axis=-1), label, axis=-1)
+    return (nll * mask).sum() / mask.sum()
+
+
+def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
+                  device: str = "cpu") -> MXNetSeq2Seq:
+    """A model holding canonical `params` (NumPy) exactly; NotSupported where MXNet cannot."""
+    check_seq2seq_params(cfg, params)
+    if cfg.impl == "builtin" and cfg.gru_variant != "reset_after":
+        raise NotSupported(
+            "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
+            "(R * (H W_hh + b_hn)); reset_before exists only in the scratch implementation")
+    params, ctx = cast_params(params, dtype), resolve_device(device)
+    as_params = lambda keys: {k: make_parameter(k, params[k], dtype, ctx) for k in keys}
+    try:
+        if cfg.impl == "scratch":
+            return MXNetSeq2Seq(cfg, dtype, ctx, as_params(params), code_path=SCRATCH_CODE_PATH)
+        nets = {f"{side}.l{k}": make_builtin(cfg.layer_spec(side, k),
+                                             to_native(cfg.layer_spec(side, k),
+                                                       layer_params(params, side, k)), dtype, ctx)
+                for side in SIDES for k in range(cfg.num_layers)}
+    except mx.base.MXNetError as exc:
+        raise NotSupported(f"mxnet {cfg.impl} seq2seq {dtype}: {mxnet_error_text(exc)}") from exc
+    path = builtin_code_path(cfg.layer_spec("encoder", 0), dtype, ctx)
+    return MXNetSeq2Seq(cfg, dtype, ctx, as_params(HEAD_KEYS), nets, f"one-layer {path}, per layer")
+
+
+def canonical(model: MXNetSeq2Seq, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
+    """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
+    if not model.nets:
+        return dict(named)
+    out = {k: named[k] for k in HEAD_KEYS}
+    read = grads_from_native if grads else from_native
+    for side in SIDES:
+        for k in range(model.cfg.num_layers):
+            native = sub_params(named, f"{side}.l{k}.")
+            out.update(from_layer_params(read(model.cfg.layer_spec(side, k), native), side, k))
+    return out
+
+
+def seq2seq_params(model: MXNetSeq2Seq) -> Params:
+    """The current parameters in canonical form (NumPy copies)."""
+    return canonical(model, {k: p.data(model.ctx).asnumpy() for k, p in model.leaves().items()})
+
+
+def forward(model: MXNetSeq2Seq, src, dec_in) -> np.ndarray:
+    """Teacher-forced logits `(B, T, Vt)` (NumPy), no dropout; `src: (B, Ts)`, `dec_in: (B, T)`."""
+    cfg = model.cfg
+    return logits_of(model, model.ids(src, cfg.src_vocab_size, "source"),
+                     model.ids(dec_in, cfg.tgt_vocab_size, "decoder input")).asnumpy()
+
+
+def loss_and_backward(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len, dropout=0.0):
+    """Forward, masked loss and backward: gradients left in the `Parameter`s; nd scalar loss."""
+    cfg, label = model.cfg, np.asarray(label)
+    src, dec_in = (model.ids(src, cfg.src_vocab_size, "source"),
+                   model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"))
+    label_nd = model.ids(label, cfg.tgt_vocab_size, "label")
+    mask = to_nd(label_mask(label_valid_len, label.shape[1], model.dtype), model.ctx, model.dtype)
+    with mx.autograd.record():
+        loss = masked_loss(logits_of(model, src, dec_in, dropout, True), label_nd, mask)
+    loss.backward()
+    return loss
+
+
+def loss_grads(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len):
+    """`(masked loss, canonical gradients)` (NumPy), no dropout; label `(B, T)`, lengths `(B,)`."""
+    loss = loss_and_backward(model, src, dec_in, label, label_valid_len)
+    named = {k: p.grad(model.ctx).asnumpy() for k, p in model.leaves().items()}
+    return float(loss.asscalar()), canonical(model, named, grads=True)
+
+
+def duplicate_bias_masks(model: MXNetSeq2Seq) -> Dict[str, np.ndarray]:
+    """Per built-in `l0_h2h_bias`: 0 on the r, z blocks (duplicates of `b_r`, `b_z`), 1 on the
+    candidate's block (`b_hn`); see train.py for why. Empty for scratch."""
+    H = model.cfg.hidden_size
+    mask = np.concatenate([np.full(H, float(g == "h")) for g in NATIVE_GATES["gru"]])
+    return {f"{name}.l0_h2h_bias": mask for name in model.nets}
+
+
+class Trainer:
+    """Gluon's Adam on every parameter, d2l's global-norm clipping, inter-layer dropout;
+    `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place.
+
+    Dropout draws from MXNet's global generator, which `seed` reseeds (`mx.random.seed`) for
+    this model's context: MXNet has no generator object to keep apart. Adam: see train.py.
+    """
+
+    def __init__(self, model: MXNetSeq2Seq, lr: float, clip: Optional[float], dropout: float,
+                 seed: int):
+        self.model, self.clip, self.dropout = model, clip, dropout
+        leaves = model.leaves()
+        self.grads = [p.grad(model.ctx) for p in leaves.values()]
+        self.masks = [(leaves[name].grad(model.ctx), to_nd(mask, model.ctx, model.dtype))
+                      for name, mask in duplicate_bias_masks(model).items()]
+        self.trainer = mx.gluon.Trainer(list(leaves.values()), "adam", {"learning_rate": lr})
+        mx.random.seed(seed, ctx=model.ctx)
+
+    def step(self, src, dec_in, label, label_valid_len) -> float:
+        loss = loss_and_backward(self.model, src, dec_in, label, label_valid_len, self.dropout)
+        for grad, mask in self.masks:
+            grad *= mask
+        if self.clip is not None:
+            clip_gradients(self.grads, self.clip)
+        self.trainer.step(1)  # the loss is already a mean
+        return float(loss.asscalar())
+
+    def params(self) -> Params:
+        return seq2seq_params(self.model)
+
+
+def make_trainer(model: MXNetSeq2Seq, lr: float = 0.005, clip: Optional[float] = 1.0,
+                 dropout: float = 0.0, seed: int = 0) -> Trainer:
+    """A `Trainer` over every parameter of `model` (`clip=None`: no clipping)."""
+    return Trainer(model, lr, clip, dropout, seed)
+
+
+def greedy(model: MXNetSeq2Seq, src, bos: int, eos: int, num_steps: int):
+    """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
+    `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
+    src = model.ids(src, model.cfg.src_vocab_size, "source")
+    arrays, B = model.arrays(), src.shape[0]
+    finals = encode(model, arrays, src)
+    token, states, out = nd.full((B, 1), bos, ctx=model.ctx, dtype="int64"), finals, []
+    done = np.zeros(B, dtype=bool)
+    for _ in range(num_steps):
+        logits, states = decode(model, arrays, token, finals[-1], states)
+        token = nd.argmax(logits, axis=-1).astype("int64")
+        out.append(token[:, 0].asnumpy())  # the host sync decides when every row is done
+        done |= out[-1] == eos
+        if done.all():
+            break
+    tokens = np.stack(out, axis=1)
+    tokens = np.pad(tokens, ((0, 0), (0, num_steps - tokens.shape[1])), constant_values=eos)
+    return truncate_at_eos(tokens, eos)

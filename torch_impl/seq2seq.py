@@ -1,0 +1,240 @@
+"""The GRU encoder-decoder (d2l 1.0's `Seq2Seq`) in PyTorch: pure functions over explicit
+parameters (common/seq2seq.py has the canonical keys).
+
+src `(B, Ts)` -> embedding -> GRU stack -> final states `[(B, H)] * L`; dec_in `(B, T)` ->
+embedding, concatenated with the context (the last layer's final state) at every step -> GRU
+stack started from those states -> `Y @ W_hq + b_q` -> logits `(B, T, Vt)`. Each stack runs one
+layer at a time (scratch driver or a one-layer `nn.GRU`, from layers.py) with dropout between
+layers while training, as `nn.GRU(dropout=p)` places it. The loss is d2l's masked mean
+cross-entropy over the non-padding labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.params import Params, cast_params, sub_params
+from common.seq2seq import (HEAD_KEYS, SIDES, Seq2SeqConfig, check_ids, check_seq2seq_params,
+                            from_layer_params, label_mask, layer_params, truncate_at_eos)
+
+from .convert import NATIVE_GATES, from_native, grads_from_native
+from .devices import resolve_device
+from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, make_builtin,
+                     scratch_forward)
+from .train import clip_gradients
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TorchSeq2Seq:
+    """Parameters only: canonical leaf tensors in `params` (embeddings, output layer, and for
+    scratch every GRU layer) and, for builtin, one-layer `nn.GRU`s in `modules` keyed
+    `encoder.l0`, ... The trainer updates them in place."""
+
+    cfg: Seq2SeqConfig
+    dtype: torch.dtype
+    device: torch.device
+    params: Dict[str, torch.Tensor]
+    modules: Dict[str, nn.Module] = field(default_factory=dict)
+    code_path: str = ""
+
+    def leaves(self) -> Dict[str, torch.Tensor]:
+        """Every trainable tensor: canonical names, and `encoder.l0.weight_ih_l0`-style ones."""
+        native = {f"{name}.{n}": p for name, m in self.modules.items()
+                  for n, p in m.named_parameters()}
+        return {**self.params, **native}
+
+    def ids(self, ids, vocab_size: int, name: str) -> torch.Tensor:
+        return torch.as_tensor(check_ids(ids, vocab_size, name), device=self.device)
+
+    def array(self, array) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array), dtype=self.dtype, device=self.device)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()  # on CPU .numpy() aliases the tensor
+
+
+def _dropout(X, p: float, gen: Optional[torch.Generator]):
+    """Inverted dropout with a seeded generator; identity when `p == 0` or not training."""
+    if not p or gen is None:
+        return X
+    keep = torch.empty_like(X).bernoulli_(1.0 - p, generator=gen)
+    return X * keep / (1.0 - p)
+
+
+def run_stack(model: TorchSeq2Seq, side: str, X, states=None, dropout=0.0, gen=None):
+    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`."""
+    finals = []
+    for k in range(model.cfg.num_layers):
+        X = X if k == 0 else _dropout(X, dropout, gen)
+        spec, state = model.cfg.layer_spec(side, k), None if states is None else [states[k]]
+        if model.modules:
+            X, final = builtin_forward(spec, model.modules[f"{side}.l{k}"], X, state)
+        else:
+            X, final = scratch_forward(spec, layer_params(model.params, side, k), X, state)
+        finals.append(final[0])
+    return X, finals
+
+
+def encode(model: TorchSeq2Seq, src, dropout=0.0, gen=None):
+    """`src: (B, Ts)` long tensor -> the encoder's final states `[(B, H)] * L`."""
+    X = F.embedding(src.T, model.params["encoder.embedding"])
+    return run_stack(model, "encoder", X, None, dropout, gen)[1]
+
+
+def decode(model: TorchSeq2Seq, dec_in, context, states, dropout=0.0, gen=None):
+    """`dec_in: (B, T)`, context `(B, H)`, states `[(B, H)] * L` ->
+    `(logits: (B, T, Vt), states)`."""
+    emb = F.embedding(dec_in.T, model.params["decoder.embedding"])
+    X = torch.cat([emb, context.expand(emb.shape[0], -1, -1)], dim=-1)
+    Y, states = run_stack(model, "decoder", X, states, dropout, gen)
+    logits = Y @ model.params["decoder.W_hq"] + model.params["decoder.b_q"]
+    return logits.transpose(0, 1), states
+
+
+def logits_of(model: TorchSeq2Seq, src, dec_in, dropout=0.0, gen=None):
+    """Teacher-forced logits `(B, T, Vt)` of tensors `src: (B, Ts)`, `dec_in: (B, T)`."""
+    finals = encode(model, src, dropout, gen)
+    return decode(model, dec_in, finals[-1], finals, dropout, gen)[0]
+
+
+def masked_loss(logits, label, mask):
+    """d2l 1.0: `sum(nll * mask) / sum(mask)`; logits `(B, T, V)`, label and mask `(B, T)`."""
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), label.reshape(-1),
+                          reduction="none")
+    return (nll * mask.reshape(-1)).sum() / mask.sum()
+
+
+def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
+                  device: str = "cpu") -> TorchSeq2Seq:
+    """A model holding canonical `params` (NumPy) exactly; NotSupported as `make_builtin`."""
+    check_seq2seq_params(cfg, params)
+    params, dev, tdtype = cast_params(params, dtype), resolve_device(device), TORCH_DTYPES[dtype]
+    leaf = lambda a: torch.tensor(a, dtype=tdtype, device=dev, requires_grad=True)
+    if cfg.impl == "scratch":
+        return TorchSeq2Seq(cfg, tdtype, dev, {k: leaf(v) for k, v in params.items()},
+                            code_path=SCRATCH_CODE_PATH)
+    modules = {f"{side}.l{k}": make_builtin(cfg.layer_spec(side, k),
+                                            layer_params(params, side, k), tdtype, dev)
+               for side in SIDES for k in range(cfg.num_layers)}
+    head = {k: leaf(v) for k, v in params.items() if k in HEAD_KEYS}
+    path = builtin_code_path(cfg.layer_spec("encoder", 0), tdtype, dev)
+    return TorchSeq2Seq(cfg, tdtype, dev, head, modules, f"one-layer {path}, per layer")
+
+
+def canonical(model: TorchSeq2Seq, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
+    """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
+    if not model.modules:
+        return dict(named)
+    out = {k: named[k] for k in HEAD_KEYS}
+    read = grads_from_native if grads else from_native
+    for side in SIDES:
+        for k in range(model.cfg.num_layers):
+            native = sub_params(named, f"{side}.l{k}.")
+            out.update(from_layer_params(read(model.cfg.layer_spec(side, k), native), side, k))
+    return out
+
+
+def seq2seq_params(model: TorchSeq2Seq) -> Params:
+    """The current parameters in canonical form (NumPy copies)."""
+    return canonical(model, {k: _numpy(v) for k, v in model.leaves().items()})
+
+
+def forward(model: TorchSeq2Seq, src, dec_in) -> np.ndarray:
+    """Teacher-forced logits `(B, T, Vt)` (NumPy), no dropout; `src: (B, Ts)`, `dec_in: (B, T)`."""
+    cfg = model.cfg
+    with torch.no_grad():
+        logits = logits_of(model, model.ids(src, cfg.src_vocab_size, "source"),
+                           model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"))
+    return np.ascontiguousarray(_numpy(logits))
+
+
+def _loss(model: TorchSeq2Seq, src, dec_in, label, label_valid_len, dropout=0.0, gen=None):
+    cfg = model.cfg
+    label = np.asarray(label)
+    logits = logits_of(model, model.ids(src, cfg.src_vocab_size, "source"),
+                       model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"), dropout, gen)
+    mask = model.array(label_mask(label_valid_len, label.shape[1]))
+    return masked_loss(logits, model.ids(label, cfg.tgt_vocab_size, "label"), mask)
+
+
+def loss_grads(model: TorchSeq2Seq, src, dec_in, label, label_valid_len):
+    """`(masked loss, canonical gradients)` (NumPy), no dropout; label `(B, T)`, lengths `(B,)`."""
+    leaves = model.leaves()
+    with torch.enable_grad():
+        loss = _loss(model, src, dec_in, label, label_valid_len)
+    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True,
+                                materialize_grads=True)
+    return loss.item(), canonical(model, {k: _numpy(g) for k, g in zip(leaves, grads)}, grads=True)
+
+
+def duplicate_bias_masks(model: TorchSeq2Seq) -> Dict[str, torch.Tensor]:
+    """Per built-in `bias_hh_l0`: 0 on the r, z blocks (duplicates of `b_r`, `b_z`), 1 on the
+    candidate's block (`b_hn`); see train.py for why. Empty for scratch."""
+    H = model.cfg.hidden_size
+    mask = torch.cat([torch.full((H,), float(g == "h")) for g in NATIVE_GATES["gru"]])
+    mask = mask.to(dtype=model.dtype, device=model.device)
+    return {f"{name}.bias_hh_l0": mask for name in model.modules}
+
+
+class Trainer:
+    """Adam on every parameter, d2l's global-norm clipping, inter-layer dropout from a seeded
+    generator; `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place."""
+
+    def __init__(self, model: TorchSeq2Seq, lr: float, clip: Optional[float], dropout: float,
+                 seed: int):
+        self.model, self.clip, self.dropout = model, clip, dropout
+        leaves = model.leaves()
+        self.leaves = list(leaves.values())
+        self.masks = [(leaves[name], mask) for name, mask in duplicate_bias_masks(model).items()]
+        self.optimizer = torch.optim.Adam(self.leaves, lr=lr)
+        self.gen = torch.Generator(device=model.device).manual_seed(seed)
+
+    def step(self, src, dec_in, label, label_valid_len) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            loss = _loss(self.model, src, dec_in, label, label_valid_len, self.dropout, self.gen)
+        loss.backward()
+        for param, mask in self.masks:
+            param.grad.mul_(mask)
+        if self.clip is not None:
+            clip_gradients([p.grad for p in self.leaves], self.clip)
+        self.optimizer.step()
+        return loss.item()
+
+    def params(self) -> Params:
+        return seq2seq_params(self.model)
+
+
+def make_trainer(model: TorchSeq2Seq, lr: float = 0.005, clip: Optional[float] = 1.0,
+                 dropout: float = 0.0, seed: int = 0) -> Trainer:
+    """A `Trainer` over every parameter of `model` (`clip=None`: no clipping)."""
+    return Trainer(model, lr, clip, dropout, seed)
+
+
+def greedy(model: TorchSeq2Seq, src, bos: int, eos: int, num_steps: int):
+    """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
+    `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
+    src = model.ids(src, model.cfg.src_vocab_size, "source")
+    out = []
+    with torch.no_grad():
+        finals = encode(model, src)
+        token, states = torch.full((src.shape[0], 1), bos, device=model.device), finals
+        done = torch.zeros(src.shape[0], dtype=torch.bool, device=model.device)
+        for _ in range(num_steps):
+            logits, states = decode(model, token, finals[-1], states)
+            token = logits.argmax(-1)
+            out.append(token[:, 0])
+            done |= token[:, 0] == eos
+            if bool(done.all()):  # one host sync per step; decoding is not timed
+                break
+    tokens = torch.stack(out, 1).cpu().numpy()
+    tokens = np.pad(tokens, ((0, 0), (0, num_steps - tokens.shape[1])), constant_values=eos)
+    return truncate_at_eos(tokens, eos)
