@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_generate(sub, _positive_int)
     train_cli.add_quality(sub)
     train_cli.add_trajectory(sub)
+    from bench import ladder_cli; ladder_cli.add_ladder(sub)  # noqa: E702
     from bench.translate_cli import add_translate; add_translate(sub)  # noqa: E702
     return parser
 

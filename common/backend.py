@@ -71,6 +71,14 @@ def random_state(spec: LayerSpec, batch: int, rng: np.random.Generator, dtype="f
     return [(r(), r()) if spec.cell == "lstm" else r() for _ in range(n)]
 
 
+def check_state_count(spec: LayerSpec, state: list) -> None:
+    """Raise ValueError unless `state` has one entry per (layer, direction) of `spec`."""
+    expected = spec.num_layers * spec.num_directions
+    if len(state) != expected:
+        raise ValueError(f"{spec.label} takes {expected} states (one per layer and direction), "
+                         f"got {len(state)}")
+
+
 def flatten_state(state) -> List[np.ndarray]:
     """States as a flat list of arrays (LSTM pairs unpacked), for comparisons."""
     out = []

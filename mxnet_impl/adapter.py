@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from common.backend import VJPResult, flatten_state
+from common.backend import VJPResult, check_state_count, flatten_state
 from common.config import DTYPES, IMPLS, LayerSpec, check_choice
 from common.errors import NotSupported
 from common.params import cast_params, check_params, lm_param_shapes, param_shapes
@@ -77,6 +77,7 @@ def _state_to_nd(state, layer):
     """Contract state (NumPy) -> nd arrays; None stays None (the drivers start from zeros)."""
     if state is None:
         return None
+    check_state_count(layer.spec, state)
     return [tuple(_to_nd(a, layer) for a in s) if isinstance(s, (tuple, list))
             else _to_nd(s, layer) for s in state]
 

@@ -1,4 +1,7 @@
-"""jax_impl: layout conversion, devices, x64 scoping, NotSupported, state handling and info()."""
+"""jax_impl: Flax layout and gate names, devices, x64 scoping, jit, code path and info().
+
+What every backend shares (round trip, refusals, states) is in test_convert_backends.py.
+"""
 import json
 
 import numpy as np
@@ -11,19 +14,13 @@ import jax.numpy as jnp  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
 import reference  # noqa: E402
-from conftest import B, CELL_IDS, CELL_VARIANTS, H, I, T, case_arrays, make_spec  # noqa: E402
-from common.backend import flatten_state, zeros_state  # noqa: E402
+from conftest import B, H, I, T, case_arrays, make_spec  # noqa: E402
 from common.errors import NotSupported, RnnbenchError  # noqa: E402
 from common.params import init_params  # noqa: E402
 from jax_impl import adapter, convert, devices, layers  # noqa: E402
 from jax_impl.adapter import BACKEND  # noqa: E402
+from test_convert_backends import builtin_cells, impls, shapes  # noqa: E402
 
-SHAPES = [(1, False), (1, True), (2, False), (2, True)]
-SHAPE_IDS = ["L1-uni", "L1-bi", "L2-uni", "L2-bi"]
-cells = pytest.mark.parametrize("cell,variant", CELL_VARIANTS, ids=CELL_IDS)
-builtin_cells = pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-shapes = pytest.mark.parametrize("layers_,bi", SHAPES, ids=SHAPE_IDS)
-impls = pytest.mark.parametrize("impl", ["scratch", "builtin"])
 FLAX_CELLS = {"rnn": [nn.SimpleCell], "lstm": [nn.LSTMCell, nn.OptimizedLSTMCell],
               "gru": [nn.GRUCell]}
 
@@ -41,17 +38,6 @@ def random_native(spec, seed=3):
     """A native layout with every entry drawn, recurrent biases (LSTM `h*`, GRU `hn`) included."""
     rng = np.random.default_rng(seed)
     return {n: rng.uniform(-1, 1, size=shape) for n, shape in flax_init_tree(spec).items()}
-
-
-@cells
-@shapes
-def test_canonical_native_canonical_is_exact(cell, variant, layers_, bi):
-    spec = make_spec(cell, variant, layers_, bi)
-    params = init_params(spec, seed=1)
-    back = convert.from_native(spec, convert.to_native(spec, params))
-    assert set(back) == set(params)
-    for key in params:
-        np.testing.assert_array_equal(back[key], params[key], err_msg=key)
 
 
 @builtin_cells
@@ -183,12 +169,6 @@ def test_gpu_is_found_when_jax_sees_one(monkeypatch):
         devices.resolve_device("gpu:2")
 
 
-@pytest.mark.parametrize("name", ["tpu", "mps", ""])
-def test_unknown_device_name_is_refused(name):
-    with pytest.raises(ValueError, match="unknown device"):
-        devices.resolve_device(name)
-
-
 @pytest.mark.parametrize("gpu", [True, False], ids=["gpu", "cpu"])
 def test_scope_sets_highest_precision_on_gpu_only_and_undoes_it(monkeypatch, gpu):
     monkeypatch.setattr(devices, "is_gpu", lambda device: gpu)
@@ -219,60 +199,6 @@ def test_float64_without_x64_is_not_supported_quoting_jax(monkeypatch):
         BACKEND.build_layer(spec, "scratch", init_params(spec), "float64")
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_builtin_reset_before_is_not_supported(dtype):
-    spec = make_spec("gru", "reset_before", 1, False)
-    with pytest.raises(NotSupported, match=r"flax\.linen\.GRUCell.*reset_after"):
-        BACKEND.build_layer(spec, "builtin", init_params(spec, dtype=dtype), dtype)
-
-
-def test_scratch_reset_before_is_supported():
-    spec = make_spec("gru", "reset_before", 1, False)
-    assert BACKEND.build_layer(spec, "scratch", init_params(spec), "float64").impl == "scratch"
-
-
-@pytest.mark.parametrize("impl,dtype", [("scratch", "float16"), ("cudnn", "float32")],
-                         ids=["dtype", "impl"])
-def test_unknown_choices_are_refused(impl, dtype):
-    spec = make_spec("rnn", "reset_after", 1, False)
-    with pytest.raises(ValueError, match="unknown"):
-        BACKEND.build_layer(spec, impl, init_params(spec), dtype)
-
-
-def test_wrong_params_are_refused():
-    spec = make_spec("rnn", "reset_after", 1, False)
-    params = init_params(spec)
-    del params["l0.b_h"]
-    with pytest.raises(ValueError, match="missing.*l0.b_h"):
-        BACKEND.build_layer(spec, "scratch", params, "float64")
-
-
-# Every impl x cell the backend supports (builtin + reset_before is NotSupported, tested above).
-SUPPORTED = [(i, c, v) for i in ("scratch", "builtin") for c, v in CELL_VARIANTS
-             if not (i == "builtin" and v == "reset_before")]
-SUPPORTED_IDS = [f"{i}-{cid}" for i in ("scratch", "builtin") for (c, v), cid in
-                 zip(CELL_VARIANTS, CELL_IDS) if not (i == "builtin" and v == "reset_before")]
-
-
-@pytest.mark.parametrize("impl,cell,variant", SUPPORTED, ids=SUPPORTED_IDS)
-def test_none_state_means_zeros(impl, cell, variant):
-    # L2-bi float64: the shapes test_layers already compiled, so this costs no new jit.
-    spec, params, X, _, G, _ = case_arrays(cell, variant, 2, True)
-    layer = BACKEND.build_layer(spec, impl, params, "float64")
-    zeros = zeros_state(spec, B)
-    Y_none, finals_none = BACKEND.forward(layer, X, None)
-    Y_zero, finals_zero = BACKEND.forward(layer, X, zeros)
-    np.testing.assert_array_equal(Y_none, Y_zero)
-    for got, want in zip(flatten_state(finals_none), flatten_state(finals_zero), strict=True):
-        np.testing.assert_array_equal(got, want)
-    res_none, res_zero = BACKEND.vjp(layer, X, None, G), BACKEND.vjp(layer, X, zeros, G)
-    assert res_none.dstate is None
-    assert len(flatten_state(res_zero.dstate)) == len(flatten_state(zeros))
-    assert all(d.shape == (B, H) and np.abs(d).max() > 0 for d in flatten_state(res_zero.dstate))
-    for key in params:
-        np.testing.assert_array_equal(res_none.grads[key], res_zero.grads[key], err_msg=key)
-
-
 @impls
 def test_pure_forward_takes_none_states_inside_jit(impl):
     """The drivers are plain functions: jittable by a caller, None states meaning zeros."""
@@ -284,23 +210,6 @@ def test_pure_forward_takes_none_states_inside_jit(impl):
         Y_none, _ = jax.jit(run, static_argnums=0)(spec, params, X, None)
         Y_zero, _ = run(spec, params, X, layers.zero_states(spec, X))
         np.testing.assert_allclose(np.asarray(Y_none), np.asarray(Y_zero), atol=1e-14, rtol=0)
-
-
-@impls
-def test_wrong_number_of_states_is_refused(impl):
-    spec, params, X, state, _, _ = case_arrays("gru", "reset_after", 2, True)
-    layer = BACKEND.build_layer(spec, impl, params, "float64")
-    with pytest.raises(ValueError, match="4 states"):
-        BACKEND.forward(layer, X, state[:3])
-
-
-@impls
-def test_state_layout_is_kept(impl):
-    spec, params, X, state, _, _ = case_arrays("lstm", "reset_after", 2, True)
-    Y, finals = BACKEND.forward(BACKEND.build_layer(spec, impl, params, "float64"), X, state)
-    assert Y.shape == (T, B, 2 * H) and Y.flags.writeable
-    assert len(finals) == 4 and all(isinstance(s, tuple) and len(s) == 2 for s in finals)
-    assert all(a.shape == (B, H) and a.flags.writeable for a in flatten_state(finals))
 
 
 @pytest.mark.parametrize("impl,cell,bi,expected", [

@@ -1,11 +1,14 @@
-"""MXNet backend: Gluon layout conversion, gate order, devices, NotSupported, states, info()."""
+"""MXNet backend: Gluon layout and gate order, hybridization, kernel errors, devices, info().
+
+What every backend shares (round trip, refusals, states, vjp) is in test_convert_backends.py.
+"""
 import json
 
 import numpy as np
 import pytest
 
 from conftest import B, H, I, T, case_arrays, make_spec
-from common.backend import flatten_state, zeros_state
+from common.backend import flatten_state
 from common.errors import NotSupported, RnnbenchError
 from common.params import init_params, param_shapes
 from common.registry import get_backend, install_hint, is_available
@@ -40,16 +43,6 @@ def gluon_forward(spec, native, X, state, hybridize=True):
     state_nd = [tuple(map(nd64, s)) if isinstance(s, tuple) else nd64(s) for s in state]
     Y, finals = builtin_forward(net, spec, nd64(X), state_nd)
     return Y.asnumpy(), [a.asnumpy() for a in flatten_state(finals)]
-
-
-@pytest.mark.parametrize("layers,bi", STACKS, ids=STACK_IDS)
-@pytest.mark.parametrize("cell", CELLS)
-def test_canonical_native_canonical_is_exact(cell, layers, bi):
-    spec, params, *_ = case_arrays(cell, "reset_after", layers, bi)
-    back = convert.from_native(spec, convert.to_native(spec, params))
-    assert set(back) == set(params)
-    for key in params:
-        np.testing.assert_array_equal(back[key], params[key], err_msg=key)
 
 
 @pytest.mark.parametrize("layers,bi", STACKS, ids=STACK_IDS)
@@ -137,57 +130,6 @@ def test_bias_gradient_is_the_input_side_gradient(cell):
         np.testing.assert_array_equal(canon["l0.b_hn"], h_side[2])
 
 
-@pytest.mark.parametrize("cell", CELLS)
-def test_builtin_vjp_equals_scratch_vjp(cell):
-    spec, params, X, state, G, G_state = case_arrays(cell, "reset_after", 2, True)
-    results = [be.vjp(be.build_layer(spec, impl, params, "float64"), X, state, G, G_state)
-               for impl in ("scratch", "builtin")]
-    for key in params:
-        np.testing.assert_allclose(results[1].grads[key], results[0].grads[key], atol=1e-12,
-                                   err_msg=key)
-    np.testing.assert_allclose(results[1].dX, results[0].dX, atol=1e-12)
-    dstates = (flatten_state(r.dstate) for r in results)
-    for a, b in zip(*dstates, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-12)
-
-
-@pytest.mark.parametrize("impl", ["scratch", "builtin"])
-@pytest.mark.parametrize("cell", CELLS)
-def test_none_state_means_zeros(impl, cell):
-    spec, params, X, *_ = case_arrays(cell, "reset_after", 2, True)
-    layer = be.build_layer(spec, impl, params, "float64")
-    Y0, finals0 = be.forward(layer, X, None)
-    Y1, finals1 = be.forward(layer, X, zeros_state(spec, B))
-    np.testing.assert_array_equal(Y0, Y1)
-    assert len(finals0) == spec.num_layers * spec.num_directions
-    assert all(isinstance(s, tuple) == (cell == "lstm") for s in finals0)
-    for a, b in zip(flatten_state(finals0), flatten_state(finals1), strict=True):
-        assert a.shape == (B, H)
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("impl", ["scratch", "builtin"])
-def test_vjp_without_state_has_no_dstate(impl):
-    spec, params, X, _, G, _ = case_arrays("gru", "reset_after", 1, False)
-    res = be.vjp(be.build_layer(spec, impl, params, "float32"), X.astype("float32"), None,
-                 G.astype("float32"))
-    assert res.dstate is None
-    assert res.dX.shape == (T, B, I) and res.dX.dtype == np.float32
-    assert np.abs(res.dX).max() > 0
-
-
-@pytest.mark.parametrize("impl", ["scratch", "builtin"])
-def test_repeated_vjp_does_not_accumulate(impl):
-    """Gradient buffers are overwritten (grad_req='write'): a second call gives the same answer."""
-    spec, params, X, state, G, G_state = case_arrays("lstm", "reset_after", 1, True)
-    layer = be.build_layer(spec, impl, params, "float64")
-    first, second = (be.vjp(layer, X, state, G, G_state) for _ in range(2))
-    for key in params:
-        np.testing.assert_array_equal(second.grads[key], first.grads[key], err_msg=key)
-    for a, b in zip(flatten_state(second.dstate), flatten_state(first.dstate), strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_hybridized_builtin_matches_imperative(dtype):
     spec, params, X, state, *_ = case_arrays("lstm", "reset_after", 2, True)
@@ -205,13 +147,6 @@ def test_code_path_names_the_kernel():
     if be.info()["features"].get("MKLDNN"):
         assert "oneDNN" in be.build_layer(spec, "builtin", params, "float32").code_path
     assert "nd.dot" in be.build_layer(spec, "scratch", params, "float64").code_path
-
-
-def test_builtin_reset_before_is_not_supported():
-    spec, params, *_ = case_arrays("gru", "reset_before", 1, False)
-    with pytest.raises(NotSupported, match="gluon.rnn.GRU.*reset_after"):
-        be.build_layer(spec, "builtin", params)
-    assert be.build_layer(spec, "scratch", params).impl == "scratch"
 
 
 def test_kernel_error_becomes_not_supported_with_mxnet_text(monkeypatch):
@@ -234,23 +169,6 @@ def test_error_text_is_mxnets_own_first_line():
     text = mxnet_error_text(info.value)
     assert "\n" not in text and not text.startswith(("Traceback", "File"))
     assert text in str(info.value)
-
-
-@pytest.mark.parametrize("kwargs,error", [({"impl": "compiled"}, ValueError),
-                                          ({"dtype": "float16"}, ValueError),
-                                          ({"device": "tpu"}, RnnbenchError)],
-                         ids=["bad-impl", "bad-dtype", "bad-device"])
-def test_bad_choices_are_refused(kwargs, error):
-    spec, params, *_ = case_arrays("rnn", "reset_after", 1, False)
-    args = {"impl": "scratch", **kwargs}
-    with pytest.raises(error):
-        be.build_layer(spec, args.pop("impl"), params, **args)
-
-
-def test_wrong_params_are_refused():
-    spec, params, *_ = case_arrays("rnn", "reset_after", 1, False)
-    with pytest.raises(ValueError, match="missing"):
-        be.build_layer(spec, "builtin", {k: v for k, v in params.items() if k != "l0.b_h"})
 
 
 def test_cpu_resolves():

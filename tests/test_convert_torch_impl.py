@@ -1,4 +1,7 @@
-"""torch_impl: layout conversion, devices, NotSupported, state handling and info()."""
+"""torch_impl: native layout and gate order, devices, kernel errors, code path and info().
+
+What every backend shares (round trip, refusals, states) is in test_convert_backends.py.
+"""
 import json
 
 import numpy as np
@@ -7,19 +10,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import reference  # noqa: E402
-from conftest import B, CELL_IDS, CELL_VARIANTS, H, I, T, case_arrays, make_spec  # noqa: E402
-from common.backend import flatten_state, zeros_state  # noqa: E402
+from conftest import B, H, I, T, case_arrays, make_spec  # noqa: E402
 from common.errors import NotSupported, RnnbenchError  # noqa: E402
 from common.params import init_params  # noqa: E402
 from torch_impl import convert, devices, layers  # noqa: E402
 from torch_impl.adapter import BACKEND  # noqa: E402
-
-SHAPES = [(1, False), (1, True), (2, False), (2, True)]
-SHAPE_IDS = ["L1-uni", "L1-bi", "L2-uni", "L2-bi"]
-cells = pytest.mark.parametrize("cell,variant", CELL_VARIANTS, ids=CELL_IDS)
-builtin_cells = pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-shapes = pytest.mark.parametrize("layers_,bi", SHAPES, ids=SHAPE_IDS)
-impls = pytest.mark.parametrize("impl", ["scratch", "builtin"])
+from test_convert_backends import builtin_cells, impls, shapes  # noqa: E402
 
 
 def random_native(spec, seed=3):
@@ -28,17 +24,6 @@ def random_native(spec, seed=3):
                                         bidirectional=spec.bidirectional, dtype=torch.float64)
     rng = np.random.default_rng(seed)
     return {n: rng.uniform(-1, 1, size=tuple(p.shape)) for n, p in module.named_parameters()}
-
-
-@cells
-@shapes
-def test_canonical_native_canonical_is_exact(cell, variant, layers_, bi):
-    spec = make_spec(cell, variant, layers_, bi)
-    params = init_params(spec, seed=1)
-    back = convert.from_native(spec, convert.to_native(spec, params))
-    assert set(back) == set(params)
-    for key in params:
-        np.testing.assert_array_equal(back[key], params[key], err_msg=key)
 
 
 @builtin_cells
@@ -182,24 +167,6 @@ def test_gpu_turns_tf32_off(monkeypatch, tf32_on):
     assert torch.backends.cudnn.allow_tf32 is False
 
 
-@pytest.mark.parametrize("name", ["tpu", "mps", ""])
-def test_unknown_device_name_is_refused(name):
-    with pytest.raises(ValueError, match="unknown device"):
-        devices.resolve_device(name)
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_builtin_reset_before_is_not_supported(dtype):
-    spec = make_spec("gru", "reset_before", 1, False)
-    with pytest.raises(NotSupported, match=r"torch\.nn\.GRU.*reset_after"):
-        BACKEND.build_layer(spec, "builtin", init_params(spec, dtype=dtype), dtype)
-
-
-def test_scratch_reset_before_is_supported():
-    spec = make_spec("gru", "reset_before", 1, False)
-    assert BACKEND.build_layer(spec, "scratch", init_params(spec), "float64").impl == "scratch"
-
-
 @impls
 def test_kernel_failure_becomes_not_supported_quoting_torch(monkeypatch, impl):
     def fail(*args, **kwargs):
@@ -209,63 +176,6 @@ def test_kernel_failure_becomes_not_supported_quoting_torch(monkeypatch, impl):
     spec = make_spec("lstm", "reset_after", 1, False)
     with pytest.raises(NotSupported, match="not implemented for 'Half'"):
         BACKEND.build_layer(spec, impl, init_params(spec), "float32")
-
-
-@pytest.mark.parametrize("impl,dtype", [("scratch", "float16"), ("cudnn", "float32")],
-                         ids=["dtype", "impl"])
-def test_unknown_choices_are_refused(impl, dtype):
-    spec = make_spec("rnn", "reset_after", 1, False)
-    with pytest.raises(ValueError, match="unknown"):
-        BACKEND.build_layer(spec, impl, init_params(spec), dtype)
-
-
-def test_wrong_params_are_refused():
-    spec = make_spec("rnn", "reset_after", 1, False)
-    params = init_params(spec)
-    del params["l0.b_h"]
-    with pytest.raises(ValueError, match="missing.*l0.b_h"):
-        BACKEND.build_layer(spec, "scratch", params, "float64")
-
-
-# Every impl x cell the backend supports (builtin + reset_before is NotSupported, tested above).
-SUPPORTED = [(i, c, v) for i in ("scratch", "builtin") for c, v in CELL_VARIANTS
-             if not (i == "builtin" and v == "reset_before")]
-SUPPORTED_IDS = [f"{i}-{cid}" for i in ("scratch", "builtin") for (c, v), cid in
-                 zip(CELL_VARIANTS, CELL_IDS) if not (i == "builtin" and v == "reset_before")]
-
-
-@pytest.mark.parametrize("impl,cell,variant", SUPPORTED, ids=SUPPORTED_IDS)
-def test_none_state_means_zeros(impl, cell, variant):
-    spec, params, X, _, G, _ = case_arrays(cell, variant, 2, True)
-    layer = BACKEND.build_layer(spec, impl, params, "float64")
-    zeros = zeros_state(spec, B)
-    Y_none, finals_none = BACKEND.forward(layer, X, None)
-    Y_zero, finals_zero = BACKEND.forward(layer, X, zeros)
-    np.testing.assert_array_equal(Y_none, Y_zero)
-    for got, want in zip(flatten_state(finals_none), flatten_state(finals_zero)):
-        np.testing.assert_array_equal(got, want)
-    res_none, res_zero = BACKEND.vjp(layer, X, None, G), BACKEND.vjp(layer, X, zeros, G)
-    assert res_none.dstate is None
-    assert len(flatten_state(res_zero.dstate)) == len(flatten_state(zeros))
-    assert all(d.shape == (B, H) and np.abs(d).max() > 0 for d in flatten_state(res_zero.dstate))
-    for key in params:
-        np.testing.assert_array_equal(res_none.grads[key], res_zero.grads[key], err_msg=key)
-
-
-@impls
-def test_wrong_number_of_states_is_refused(impl):
-    spec, params, X, state, _, _ = case_arrays("gru", "reset_after", 2, True)
-    layer = BACKEND.build_layer(spec, impl, params, "float64")
-    with pytest.raises(ValueError, match="4 states"):
-        BACKEND.forward(layer, X, state[:3])
-
-
-@impls
-def test_state_layout_is_kept(impl):
-    spec, params, X, state, _, _ = case_arrays("lstm", "reset_after", 2, True)
-    Y, finals = BACKEND.forward(BACKEND.build_layer(spec, impl, params, "float64"), X, state)
-    assert Y.shape == (T, B, 2 * H)
-    assert len(finals) == 4 and all(isinstance(s, tuple) and len(s) == 2 for s in finals)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

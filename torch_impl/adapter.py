@@ -14,11 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.backend import VJPResult
+from common.backend import VJPResult, check_state_count
 from common.config import DTYPES, IMPLS, LayerSpec, check_choice
 from common.errors import NotSupported
-from common.params import (Params, cast_params, check_params, lm_param_shapes, param_shapes,
-                           prefixes)
+from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
 
 from . import lm, train
 from .convert import from_native, grads_from_native
@@ -60,9 +59,7 @@ class TorchLayer:
         """A contract-layout NumPy state as tensors (None stays None)."""
         if state is None:
             return None
-        if len(state) != len(prefixes(self.spec)):
-            raise ValueError(f"{self.spec.label} takes {len(prefixes(self.spec))} states "
-                             f"(one per layer and direction), got {len(state)}")
+        check_state_count(self.spec, state)
         as_t = lambda a: self.tensor(a, requires_grad)
         return [tuple(map(as_t, s)) if self.spec.cell == "lstm" else as_t(s) for s in state]
 
