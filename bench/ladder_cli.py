@@ -1,0 +1,44 @@
+"""Options and action of the `ladder` verb: fastbook chapter 12's LMModel1-7 on Human Numbers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_ladder(sub):
+    from bench.cli import _positive_int  # the CLI's own check, shared by every verb
+    from common.ladder import MODELS
+    from common.registry import backend_names
+    p = sub.add_parser("ladder", help="fastbook ch. 12's seven language models on Human Numbers "
+                                      "in every framework, beside the book's figures")
+    a = p.add_argument
+    a("--backends", nargs="+", choices=backend_names(), metavar="NAME",
+      help=f"frameworks to run (default: every installed one of {', '.join(backend_names())})")
+    a("--models", nargs="+", type=int, choices=sorted(MODELS), default=sorted(MODELS),
+      metavar="N", help="LMModel numbers, 1 to 7 (default: all)")
+    a("--epochs", type=_positive_int, help="override every model's epochs (for a quick look)")
+    a("--seed", type=int, default=0)
+    a("--device", choices=("cpu", "gpu"), default="cpu")
+    a("--out", help="directory (default: a new rnnbench-results/ladder-* directory)")
+    a("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_ladder)
+
+
+def chosen_backends(asked):
+    """The backends asked for, or every installed one (saying which are left out)."""
+    from common.registry import backend_names, install_hint, is_available
+    if asked:
+        return list(asked)
+    missing = [b for b in backend_names() if not is_available(b)]
+    for name in missing:
+        print(f"ladder: skipping {name}, not installed ({install_hint(name)})")
+    return [b for b in backend_names() if b not in missing]
+
+
+def run_ladder(args) -> int:
+    from bench import ladder, records
+    backends = chosen_backends(args.backends)
+    if not backends:
+        raise ValueError("no framework is installed: pip install 'rnnbench[torch]' (or mxnet, jax)")
+    out = Path(args.out) if args.out else records.new_run_dir(prefix="ladder")
+    return ladder.main(backends, args.models, args.epochs, args.seed, args.device, out,
+                       quiet=args.quiet)

@@ -1,0 +1,268 @@
+"""fastbook chapter 12's LMModel1-7 in JAX: pure forwards over a parameter pytree (state in,
+state out), fastai's `fit_one_cycle` optimizer (optax's `adamw` chain under
+`inject_hyperparams`, lr from `cosine_onecycle_schedule`, beta1 from
+`piecewise_interpolate_schedule`, the built-ins' biases stepped twice as far: common/ladder.py),
+AR/TAR, and a trainer whose step and evaluation are jitted.
+
+ids `(B, T)` -> embedded `(T, B, H)` -> models 1-4: fastbook's `h = relu((h + x_t) @ W_hh + b_h)`
+(1 written out, 2-4 through `layers.run_direction`, a `lax.scan`); 5-7: Flax's `nn.RNN` over
+`SimpleCell`/`OptimizedLSTMCell` through `layers.builtin_forward` -> logits `(B, V)` (models
+1-3) or `(B, T, V)` (4-7). States: the contract's list, one `(B, H)` entry (LSTM `(H, C)`) per
+layer; None means zeros. The pytree holds canonical names; models 5-7 rename the stack's keys to
+Flax's (one array per key, convert.py). Model 7 has no `W_hq`: its output weight is the
+`embedding` leaf, transposed.
+"""
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, doubled_bias_keys,
+                           dropout_keep, layer_spec)
+from common.params import Params
+
+from .convert import name_map
+from .devices import compute_scope, resolve_device
+from .layers import builtin_code_path, builtin_forward, run_direction, scratch_code_path
+
+
+def embed(p, ids):
+    """`ids: (B, T)` -> `(T, B, H)` rows of `embedding (V, H)`."""
+    return jnp.take(p["embedding"], ids.T, axis=0)
+
+
+def relu_step(p, x, h):
+    """fastbook's hidden update: `h' = relu((h + x) @ W_hh + b_h)`; x, h: (B, H)."""
+    return jax.nn.relu((h + x) @ p["W_hh"] + p["b_h"])
+
+
+def unrolled3(p, ids):
+    """LMModel1, written out as fastbook does: ids (B, 3) -> logits (B, V)."""
+    x = embed(p, ids)
+    h = jax.nn.relu(x[0] @ p["W_hh"] + p["b_h"])
+    h = relu_step(p, x[1], h)
+    h = relu_step(p, x[2], h)
+    return h @ p["W_hq"] + p["b_q"]
+
+
+def relu_loop(p, ids, state):
+    """The loop of LMModel2-4: ids (B, T), state [h (B, H)] or None -> (Y (T, B, H), [h'])."""
+    x = embed(p, ids)
+    h = jnp.zeros(x.shape[1:], x.dtype) if state is None else state[0]
+    Y, h = run_direction(relu_step, p, x, h)
+    return Y, [h]
+
+
+def recurrent(spec: LadderSpec, p, ids, state, keep):
+    """LMModel5-7: Flax's stack -> logits (B, T, V), raw and dropped-out outputs."""
+    x = embed(p, ids)
+    lspec = layer_spec(spec, x.shape[-1])
+    native = {name: p[key_] for key_, name in name_map(lspec).items()}
+    raw, finals = builtin_forward(lspec, native, x, state)
+    out = raw if keep is None else raw * keep / (1 - spec.dropout)  # inverted dropout
+    W_out = p["embedding"].T if spec.tied else p["W_hq"]
+    return Forward(jnp.swapaxes(out @ W_out + p["b_q"], 0, 1), finals, raw, out)
+
+
+def forward(spec: LadderSpec, p, ids, state=None, keep=None) -> Forward:
+    """Any rung's forward over the canonical pytree `p`; `keep`: a training step's dropout mask
+    `(T, B, H)` (common.ladder.dropout_keep), else None."""
+    if spec.arch == "unrolled3":
+        return Forward(unrolled3(p, ids), None)
+    if spec.builtin:
+        return recurrent(spec, p, ids, state, keep)
+    Y, finals = relu_loop(p, ids, None if spec.arch == "loop3" else state)
+    if spec.arch == "window":
+        return Forward(jnp.swapaxes(Y @ p["W_hq"] + p["b_q"], 0, 1), finals)
+    return Forward(Y[-1] @ p["W_hq"] + p["b_q"], None if spec.arch == "loop3" else finals)
+
+
+def token_nll(logits, targets):
+    """Negative log-likelihood of every position: logits (..., V), targets (...) -> (...)."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+
+
+def ar_tar(raw, out, alpha: float, beta: float):
+    """fastai's RNNRegularizer on (T, B, H): alpha * mean(out**2) + beta * mean(diff_t(raw)**2)."""
+    return alpha * jnp.mean(out ** 2) + beta * jnp.mean((raw[1:] - raw[:-1]) ** 2)
+
+
+def zero_state(spec: LadderSpec, batch: int, hidden: int):
+    """The all-zero state of a stateful rung (None for models 1-2)."""
+    if not spec.stateful:
+        return None
+    z = lambda: jnp.zeros((batch, hidden), jnp.float32)
+    return [(z(), z()) if spec.arch == "lstm" else z() for _ in range(spec.num_layers)]
+
+
+# ---------------------------------------------------------------- optimizer
+
+def _time_scale(sched: OneCycle) -> int:
+    """k such that pct_start * k * N is a whole number: optax's boundaries are integer steps,
+    so the schedules run on a time axis k times finer and are read at k * count."""
+    k = Fraction(sched.pct_start).limit_denominator(10 ** 6).denominator
+    if (Fraction(sched.pct_start) * k * sched.total_steps).denominator != 1:
+        raise ValueError(f"pct_start {sched.pct_start} has no exact integer boundary")
+    return k
+
+
+def schedules(sched: OneCycle):
+    """(lr(count), beta1(count)): optax's own schedules on fastai's time axis (pos = count/N)."""
+    k, (m0, m1, m2) = _time_scale(sched), sched.moms
+    total, middle = k * sched.total_steps, int(round(sched.pct_start * k * sched.total_steps))
+    lr = optax.cosine_onecycle_schedule(total, sched.lr_max, sched.pct_start, sched.div,
+                                        sched.div_final / sched.div)
+    mom = optax.piecewise_interpolate_schedule("cosine", m0, {middle: m1 / m0, total: m2 / m1})
+    return (lambda count: lr(k * count)), (lambda count: mom(k * count))
+
+
+def fastai_adam(learning_rate, b1, b2, eps, weight_decay, decay_mask, double_mask):
+    """optax's `adamw` chain (Adam's step, decoupled decay, -lr) with Adam's step doubled on
+    the `double_mask` keys before the decay is added: the update of a bias that stands for
+    two native biases (common/ladder.py)."""
+    return optax.chain(optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+                       optax.masked(optax.scale(2.0), double_mask),
+                       optax.add_decayed_weights(weight_decay, decay_mask),
+                       optax.scale_by_learning_rate(learning_rate))
+
+
+def make_optimizer(params, no_decay, wd: float, sched: OneCycle, doubled=()):
+    """fastai's Adam (decoupled wd, b2 0.99, eps 1e-5) with lr and b1 scheduled through
+    `inject_hyperparams`; `no_decay` keys are masked out of the decay, `doubled` keys take
+    twice Adam's step."""
+    lr, mom = schedules(sched)
+    return optax.inject_hyperparams(fastai_adam)(
+        learning_rate=lr, b1=mom, b2=BETA2, eps=EPS, weight_decay=wd,
+        decay_mask={name: name not in no_decay for name in params},
+        double_mask={name: name in doubled for name in params})
+
+
+def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0):
+    """Run the optimizer on one weight (starting at 1.0, gradients `grads`, default ones) for
+    `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each."""
+    params = {"w": jnp.ones((), jnp.float32)}
+    tx = make_optimizer(params, (), wd, sched)
+    update = jax.jit(tx.update)
+    state, lrs, moms, weights = tx.init(params), [], [], []
+    for g in (np.ones(sched.total_steps) if grads is None else grads):
+        updates, state = update({"w": jnp.float32(g)}, state, params)
+        params = optax.apply_updates(params, updates)
+        lrs.append(float(state.hyperparams["learning_rate"]))  # the values this update used
+        moms.append(float(state.hyperparams["b1"]))
+        weights.append(float(params["w"]))
+    return np.array(lrs), np.array(moms), np.array(weights)
+
+
+# ---------------------------------------------------------------- trainer
+
+def _loss(spec: LadderSpec, params, x, y, state, keep):
+    fwd = forward(spec, params, x, state, keep)
+    loss = token_nll(fwd.logits, y).mean()
+    total = loss + ar_tar(fwd.raw, fwd.out, spec.alpha, spec.beta) \
+        if spec.alpha or spec.beta else loss
+    return total, (loss, fwd.state)
+
+
+def _train_step(spec: LadderSpec, tx, params, opt_state, x, y, state, keep):
+    grads, (loss, state) = jax.grad(functools.partial(_loss, spec), has_aux=True)(
+        params, x, y, state, keep)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, jax.lax.stop_gradient(state)
+
+
+def _eval_step(spec: LadderSpec, params, x, y, state):
+    fwd = forward(spec, params, x, state)
+    correct = jnp.sum(jnp.argmax(fwd.logits, axis=-1) == y)
+    return token_nll(fwd.logits, y).sum(), correct, fwd.state
+
+
+class Trainer:
+    """Trains one rung: `step(x, y, state) -> (loss, state)`, `evaluate(...)`; the parameters
+    are an explicit pytree, `tree`, replaced at every step.
+
+    The loss returned is the cross-entropy; model 7 adds AR/TAR to what is differentiated
+    (fastai adds them to `loss_grad` only). States are device arrays, opaque to the caller;
+    None means zeros. Dropout masks: `dropout_keep(seed, step number)`, the same in every
+    framework.
+    """
+
+    def __init__(self, spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
+                 seed: int = 0):
+        self.spec, self.device = spec, resolve_device(device)
+        self.hidden = params["embedding"].shape[1]
+        with self._scope():
+            self.tree = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+            tx = make_optimizer(self.tree, spec.no_decay, spec.wd, sched,
+                                doubled_bias_keys(spec))
+            self.opt_state = tx.init(self.tree)
+            self.seed, self.count = seed, 0
+        self._step = jax.jit(functools.partial(_train_step, spec, tx))
+        self._eval = jax.jit(functools.partial(_eval_step, spec))
+        platform = self.device.platform
+        self.code_path = (builtin_code_path(layer_spec(spec, self.hidden), platform)
+                          if spec.builtin else scratch_code_path(platform))
+
+    def _scope(self):
+        return compute_scope(self.device, "float32")
+
+    def _inputs(self, x, y, state):
+        if state is None:
+            state = zero_state(self.spec, len(x), self.hidden)
+        return jnp.asarray(x, jnp.int32), jnp.asarray(y, jnp.int32), state
+
+    def step(self, x, y, state=None):
+        """x: (B, 3) or (B, T) ids; y: (B,) or (B, T) -> (mean cross-entropy, state)."""
+        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count)
+        with self._scope():
+            self.tree, self.opt_state, loss, state = self._step(
+                self.tree, self.opt_state, *self._inputs(x, y, state), keep)
+        self.count += 1
+        return float(loss), state
+
+    def evaluate(self, x, y, state=None):
+        """No dropout, no update -> (summed cross-entropy, correct predictions, positions, state)."""
+        with self._scope():
+            loss_sum, correct, state = self._eval(self.tree, *self._inputs(x, y, state))
+        return float(loss_sum), int(correct), int(np.size(y)), state
+
+    def params(self) -> Params:
+        """The current parameters in canonical form (NumPy)."""
+        return {k: np.array(v) for k, v in self.tree.items()}
+
+
+def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
+                 seed: int = 0) -> Trainer:
+    return Trainer(spec, params, sched, device, seed)
+
+
+# ---------------------------------------------------------------- NumPy helpers for tests
+
+def _np(a):
+    return None if a is None else np.array(a)
+
+
+def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0):
+    """One forward on `params` -> Forward of NumPy arrays."""
+    p = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+    keep = dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0) if train else None
+    fwd = forward(spec, p, jnp.asarray(x, jnp.int32), state, keep)
+    return jax.tree.map(_np, fwd)
+
+
+def ar_tar_numpy(raw, out, alpha, beta) -> float:
+    return float(ar_tar(jnp.asarray(raw), jnp.asarray(out), alpha, beta))
+
+
+def loss_grads(spec: LadderSpec, params: Params, x, y):
+    """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy)."""
+    p = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+    mean_nll = lambda q: token_nll(forward(spec, q, jnp.asarray(x, jnp.int32)).logits,
+                                   jnp.asarray(y, jnp.int32)).mean()
+    loss, grads = jax.value_and_grad(mean_nll)(p)
+    return float(loss), {k: np.array(v) for k, v in grads.items()}

@@ -1,0 +1,260 @@
+"""fastbook chapter 12's LMModel1-7 in PyTorch: pure forwards over explicit parameters (state in,
+state out), fastai's `fit_one_cycle` optimizer (AdamW with torch's `OneCycleLR` driving lr and
+beta1), AR/TAR, and a trainer with `step` and `evaluate`.
+
+ids `(B, T)` -> embedded `(T, B, H)` -> models 1-4: fastbook's `h = relu((h + x_t) @ W_hh + b_h)`
+(1 written out, 2-4 through `layers.run_direction`); 5-7: `nn.RNN/LSTM` through `layers`
+-> logits `(B, V)` (models 1-3) or `(B, T, V)` (4-7). States: the contract's list, one `(B, H)`
+entry (LSTM `(H, C)`) per layer; None means zeros. Model 7 ties the output weight to the
+embedding: one leaf tensor, used as `embedding` and as `embedding.T`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.config import LMConfig
+from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, dropout_keep, layer_spec,
+                           map_state)
+from common.params import Params
+
+from . import lm
+from .devices import resolve_device
+from .layers import builtin_forward, run_direction
+
+LOOP_CODE_PATH = "Python loop over torch ops (layers.run_direction)"
+
+
+def relu_step(p, x, h):
+    """fastbook's hidden update: `h' = relu((h + x) @ W_hh + b_h)`; x, h: (B, H)."""
+    return F.relu((h + x) @ p["W_hh"] + p["b_h"])
+
+
+def unrolled3(p, ids):
+    """LMModel1, written out as fastbook does: ids (B, 3) -> logits (B, V)."""
+    x = F.embedding(ids.T, p["embedding"])           # (3, B, H)
+    h = F.relu(x[0] @ p["W_hh"] + p["b_h"])
+    h = relu_step(p, x[1], h)
+    h = relu_step(p, x[2], h)
+    return h @ p["W_hq"] + p["b_q"]
+
+
+def relu_loop(p, ids, state):
+    """The loop of LMModel2-4: ids (B, T), state [h (B, H)] or None -> (Y (T, B, H), [h'])."""
+    x = F.embedding(ids.T, p["embedding"])
+    h = x.new_zeros(x.shape[1:]) if state is None else state[0]
+    Y, h = run_direction(relu_step, p, x, h)
+    return Y, [h]
+
+
+def recurrent(spec: LadderSpec, p, module, ids, state, keep):
+    """LMModel5-7: the built-in stack -> logits (B, T, V), raw and dropped-out outputs."""
+    x = F.embedding(ids.T, p["embedding"])
+    raw, finals = builtin_forward(layer_spec(spec, x.shape[-1]), module, x, state)
+    out = raw if keep is None else raw * keep / (1 - spec.dropout)  # inverted dropout
+    W_out = p["embedding"].T if spec.tied else p["W_hq"]
+    return Forward((out @ W_out + p["b_q"]).transpose(0, 1), finals, raw, out)
+
+
+def forward(spec: LadderSpec, p, module, ids, state=None, keep=None) -> Forward:
+    """Any rung's forward. `p`: canonical tensors (models 5-7: the head; the stack is `module`);
+    `keep`: a training step's dropout mask `(T, B, H)` (common.ladder.dropout_keep), else None."""
+    if spec.arch == "unrolled3":
+        return Forward(unrolled3(p, ids), None)
+    if spec.builtin:
+        return recurrent(spec, p, module, ids, state, keep)
+    Y, finals = relu_loop(p, ids, None if spec.arch == "loop3" else state)
+    if spec.arch == "window":
+        return Forward((Y @ p["W_hq"] + p["b_q"]).transpose(0, 1), finals)
+    return Forward(Y[-1] @ p["W_hq"] + p["b_q"], None if spec.arch == "loop3" else finals)
+
+
+def cross_entropy(logits, targets, reduction="mean"):
+    """Cross-entropy over every position: logits (B, V) or (B, T, V), targets (B,) or (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           reduction=reduction)
+
+
+def ar_tar(raw, out, alpha: float, beta: float):
+    """fastai's RNNRegularizer on (T, B, H): alpha * mean(out**2) + beta * mean(diff_t(raw)**2)."""
+    return alpha * out.pow(2).mean() + beta * (raw[1:] - raw[:-1]).pow(2).mean()
+
+
+def detach(state):
+    return map_state(torch.Tensor.detach, state)
+
+
+# ---------------------------------------------------------------- models and optimizer
+
+@dataclass
+class LoopModel:
+    """LMModel1-4's parameters: canonical leaf tensors, nothing else (no state kept)."""
+
+    params: Dict[str, torch.Tensor]
+    module: Optional[nn.Module] = None
+    code_path: str = LOOP_CODE_PATH
+
+    def leaves(self) -> Dict[str, torch.Tensor]:
+        return dict(self.params)
+
+    def canonical_params(self) -> Params:
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.params.items()}
+
+
+def build_model(spec: LadderSpec, params: Params, device):
+    """A `LoopModel` (1-4) or an `lm.TorchLM` (5-7: the head canonical, the stack in `nn.RNN`
+    or `nn.LSTM`) holding `params` (NumPy float32) exactly."""
+    if spec.builtin:
+        V, H = params["embedding"].shape
+        cfg = LMConfig(spec.arch, "builtin", V, H, spec.num_layers, embed_size=H)
+        return lm.build_lm(cfg, params, torch.float32, device)
+    leaf = lambda a: torch.tensor(a, dtype=torch.float32, device=device, requires_grad=True)
+    return LoopModel({k: leaf(v) for k, v in params.items()})
+
+
+def one_cycle_scheduler(optimizer, sched: OneCycle):
+    """torch's `OneCycleLR` on fastai's time axis, driving lr and Adam's beta1.
+
+    `OneCycleLR` ends its phases at steps `pct_start * total - 1` and `total - 1`; fastai at
+    `pct_start * N` and `N` (pos = i/N). total_steps = N + 1 with pct_start' = (pct_start * N +
+    1) / (N + 1) puts torch's phase ends exactly there, so step i gets fastai's value.
+    """
+    if sched.moms[0] != sched.moms[2]:
+        raise ValueError(f"OneCycleLR cycles momentum max -> base -> max; {sched.moms} is not")
+    N = sched.total_steps
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=sched.lr_max, total_steps=N + 1,
+        pct_start=(sched.pct_start * N + 1) / (N + 1), anneal_strategy="cos",
+        cycle_momentum=True, base_momentum=sched.moms[1], max_momentum=sched.moms[0],
+        div_factor=sched.div, final_div_factor=sched.div_final / sched.div, three_phase=False)
+
+
+def make_optimizer(leaves: Dict[str, torch.Tensor], no_decay, wd: float, sched: OneCycle):
+    """fastai's Adam (decoupled wd, betas (mom, 0.99), eps 1e-5) as `AdamW`, plus its schedule.
+
+    `no_decay` keys get wd 0 (fastai's `wd_bn_bias=False`). Returns (optimizer, scheduler).
+    """
+    groups = [{"params": [v for k, v in leaves.items() if k not in no_decay], "weight_decay": wd},
+              {"params": [v for k, v in leaves.items() if k in no_decay], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=sched.lr_max,
+                                  betas=(sched.moms[0], BETA2), eps=EPS)
+    return optimizer, one_cycle_scheduler(optimizer, sched)
+
+
+def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0):
+    """Run the optimizer on one weight (starting at 1.0, gradients `grads`, default ones) for
+    `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each."""
+    param = torch.ones(1, requires_grad=True)
+    optimizer, scheduler = make_optimizer({"w": param}, (), wd, sched)
+    lrs, moms, weights = [], [], []
+    for g in (np.ones(sched.total_steps) if grads is None else grads):
+        group = optimizer.param_groups[0]
+        lrs.append(group["lr"])
+        moms.append(group["betas"][0])
+        param.grad = torch.full((1,), float(g))
+        optimizer.step()
+        scheduler.step()
+        weights.append(param.item())
+    return np.array(lrs), np.array(moms), np.array(weights)
+
+
+# ---------------------------------------------------------------- trainer
+
+class Trainer:
+    """Trains one rung in place: `step(x, y, state) -> (loss, state)`, `evaluate(...)`.
+
+    The loss returned is the cross-entropy; model 7 adds AR/TAR to what is differentiated
+    (fastai adds them to `loss_grad` only). States go out as detached tensors, opaque to the
+    caller, and come back as they went; None means zeros. Dropout masks: `dropout_keep(seed,
+    step number)`, the same in every framework.
+    """
+
+    def __init__(self, spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
+                 seed: int = 0):
+        self.spec, self.device = spec, resolve_device(device)
+        self.model = build_model(spec, params, self.device)
+        self.code_path = self.model.code_path
+        # every leaf, both biases of the built-ins included (common/ladder.py: as fastbook)
+        self.optimizer, self.scheduler = make_optimizer(self.model.leaves(), spec.no_decay,
+                                                        spec.wd, sched)
+        self.hidden, self.seed, self.count = params["embedding"].shape[1], seed, 0
+
+    def _ids(self, a):
+        return torch.as_tensor(np.asarray(a), dtype=torch.long, device=self.device)
+
+    def _forward(self, x, state, keep=None):
+        m = self.model
+        return forward(self.spec, m.params, m.module, self._ids(x), state, keep)
+
+    def _keep(self, x):
+        """This step's dropout mask as a tensor (None without dropout); counts the step."""
+        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count)
+        self.count += 1
+        return None if keep is None else torch.as_tensor(keep, device=self.device)
+
+    def step(self, x, y, state=None):
+        """x: (B, 3) or (B, T) ids; y: (B,) or (B, T) -> (mean cross-entropy, detached state)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            fwd = self._forward(x, state, self._keep(x))
+            loss = cross_entropy(fwd.logits, self._ids(y))
+            total = loss + ar_tar(fwd.raw, fwd.out, self.spec.alpha, self.spec.beta) \
+                if self.spec.alpha or self.spec.beta else loss
+        total.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item(), detach(fwd.state)
+
+    def evaluate(self, x, y, state=None):
+        """No dropout, no update -> (summed cross-entropy, correct predictions, positions, state)."""
+        with torch.no_grad():
+            fwd = self._forward(x, state)
+            y = self._ids(y)
+            loss_sum = cross_entropy(fwd.logits, y, reduction="sum").item()
+            correct = (fwd.logits.argmax(-1) == y).sum().item()
+        return loss_sum, int(correct), int(y.numel()), fwd.state
+
+    def params(self) -> Params:
+        """The current parameters in canonical form (NumPy)."""
+        return self.model.canonical_params()
+
+
+def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
+                 seed: int = 0) -> Trainer:
+    return Trainer(spec, params, sched, device, seed)
+
+
+# ---------------------------------------------------------------- NumPy helpers for tests
+
+def _np(t):
+    return None if t is None else t.detach().cpu().numpy()
+
+
+def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0):
+    """One forward on fresh parameters, NumPy in (ids, state) and out -> Forward of NumPy."""
+    model = build_model(spec, params, torch.device("cpu"))
+    state = map_state(lambda a: torch.as_tensor(a, dtype=torch.float32), state)
+    keep = dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0) if train else None
+    keep = None if keep is None else torch.as_tensor(keep)
+    with torch.no_grad():
+        fwd = forward(spec, model.params, model.module, torch.as_tensor(x), state, keep)
+    return Forward(_np(fwd.logits), map_state(_np, fwd.state), _np(fwd.raw), _np(fwd.out))
+
+
+def ar_tar_numpy(raw, out, alpha, beta) -> float:
+    return float(ar_tar(torch.as_tensor(raw), torch.as_tensor(out), alpha, beta))
+
+
+def loss_grads(spec: LadderSpec, params: Params, x, y):
+    """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy)."""
+    model = build_model(spec, params, torch.device("cpu"))
+    fwd = forward(spec, model.params, model.module, torch.as_tensor(x))
+    loss = cross_entropy(fwd.logits, torch.as_tensor(y))
+    loss.backward()
+    grads = {k: v.grad.cpu().numpy() for k, v in model.leaves().items()}
+    return loss.item(), (model.canonical(grads, grads=True) if spec.builtin else grads)
