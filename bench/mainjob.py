@@ -1,10 +1,12 @@
-"""The main job (`rnnbench`, `rnnbench run`): environment, generated data, quick parity.
+"""The main job (`rnnbench`, `rnnbench run`): environment, generated data, quick parity, the quick
+speed grid, the quick explain ladder, and the report.
 
 Everything runs on data the code generates itself (no download) and lands in a new
-`rnnbench-results/run-*` directory.
+`rnnbench-results/run-*` directory; the report (`report.md` and its charts) is written there.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
@@ -16,7 +18,38 @@ def _step(title: str) -> float:
     return time.perf_counter()
 
 
+def run_speed(out: Path) -> int:
+    """The quick speed grid on the CPU (and each GPU a framework sees), every CPU thread."""
+    from bench import speed_cli
+    from bench.speed_env import available_cpus
+    from bench.speed_grid import quick_plan
+    plan = quick_plan(len(available_cpus()), ("cpu", "gpu"), optional_gpu=True)
+    return speed_cli.run_and_print(plan, out)
+
+
+def run_explain(out: Path) -> int:
+    """`bench.explain.main_quick(out)` where that module exists; said aloud where it does not,
+    and a failure inside it is reported without stopping the job (the report still follows)."""
+    try:
+        explain = importlib.import_module("bench.explain")
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench.explain":
+            raise
+        print("explain ladder not available here (no bench/explain.py); skipped")
+        return 0
+    main_quick = getattr(explain, "main_quick", None)
+    if main_quick is None:
+        print("explain ladder not available here (bench.explain has no main_quick); skipped")
+        return 0
+    try:
+        return int(main_quick(Path(out)) or 0)
+    except Exception as exc:  # reported, and the job goes on to the report
+        print(f"explain ladder failed: {type(exc).__name__}: {exc}")
+        return 1
+
+
 def main(out_root="rnnbench-results", quick: bool = True) -> int:
+    from bench import report
     out = records.new_run_dir(out_root, prefix="run")
     print(f"rnnbench main job; results in {out}")
     t0 = _step("environment (rnnbench info)")
@@ -25,5 +58,13 @@ def main(out_root="rnnbench-results", quick: bool = True) -> int:
     datastats.main("human_numbers")
     _step("quick parity (rnnbench parity --quick)")
     status = parity_report.main(quick, None, ("float64", "float32"), "cpu", Path(out))
-    print(f"\nmain job finished in {time.perf_counter() - t0:.0f} s; results in {out}")
+    t1 = _step("quick speed grid (rnnbench speed --quick)")
+    status = max(status, run_speed(Path(out)))
+    t2 = _step("quick explain ladder (rnnbench explain --quick)")
+    status = max(status, run_explain(Path(out)))
+    t3 = _step("report (rnnbench report)")
+    report.main(Path(out))
+    t4 = time.perf_counter()
+    print(f"\nmain job finished in {t4 - t0:.0f} s (speed {t2 - t1:.0f} s, explain "
+          f"{t3 - t2:.0f} s, report {t4 - t3:.0f} s); report: {Path(out) / report.REPORT}")
     return status

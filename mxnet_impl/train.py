@@ -81,13 +81,21 @@ class Trainer:
 
     def step(self, ids, targets, state=None):
         """`ids, targets: (B, T)`; `state`: the previous step's (None: zeros) -> `(loss, state)`."""
+        loss, state = self.step_async(ids, targets, state)
+        return float(loss.asscalar()), state
+
+    def step_async(self, ids, targets, state=None):
+        """`step` without waiting for the result: `(loss as an nd scalar, detached state)`.
+
+        No host sync inside (MXNet's engine runs on); a timing harness calls `mx.nd.waitall()`.
+        """
         loss, finals = loss_and_backward(self.model, ids, targets, state)
         for grad, mask in self.masks:
             grad *= mask
         if self.clip is not None:
             clip_gradients(self.grads, self.clip)
         self.trainer.step(1)
-        return float(loss.asscalar()), detach_state(finals)
+        return loss, detach_state(finals)
 
     def params(self) -> Params:
         """The model's current parameters in canonical form (NumPy)."""

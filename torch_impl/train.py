@@ -63,6 +63,14 @@ class Trainer:
 
     def step(self, ids, targets, state=None):
         """`ids, targets: (B, T)`; `state`: the previous step's (None: zeros) -> `(loss, state)`."""
+        loss, state = self.step_async(ids, targets, state)
+        return loss.item(), state
+
+    def step_async(self, ids, targets, state=None):
+        """`step` without waiting for the result: `(loss as a 0-d tensor, detached state)`.
+
+        No host sync inside, so a timing harness decides where the step ends (bench/speed).
+        """
         model = self.model
         self.optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():
@@ -74,7 +82,7 @@ class Trainer:
         if self.clip is not None:
             clip_gradients([p.grad for p in self.leaves if p.grad is not None], self.clip)
         self.optimizer.step()
-        return loss.item(), detach_state(finals)
+        return loss.detach(), detach_state(finals)
 
     def params(self) -> Params:
         """The model's current parameters in canonical form (NumPy)."""

@@ -1,0 +1,197 @@
+"""Typed speed records and their JSON Lines file: append one record per line, read, resume.
+
+Each line of `speed.jsonl` is one record, written by a single `os.write` on a file opened for
+appending and then fsync'ed, so a killed sweep loses at most the record in flight (a torn last
+line is ignored when reading). A rerun with the same directory skips every case whose key
+already has a record (OK, NOT SUPPORTED or NO DEVICE); ERROR and NOT INSTALLED are retried, and the
+newest record of a key wins.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Union
+
+from common.speedcase import SpeedCase
+
+FILENAME = "speed.jsonl"
+OK, NOT_SUPPORTED, NO_DEVICE, ERROR = "OK", "NOT SUPPORTED", "NO DEVICE", "ERROR"
+NOT_INSTALLED = "NOT INSTALLED"
+FINAL = (OK, NOT_SUPPORTED, NO_DEVICE)  # statuses a rerun does not repeat
+
+
+def now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+@dataclass
+class StepRecord:
+    """One timed LM step (`kind == "step"`): what ran, how fast, and against which limit.
+
+    `timing` is `bench.timing.Timing.summary()` (median_s, min_s, max_s, iqr_over_median,
+    repeats, first_call_s, compile_s). `gemm_gflops` is the framework's own large square fp32
+    GEMM rate on the device (measured in the same process); `gemm_bound_s` the time the step's
+    matrix products would take at the rates measured for their shapes.
+    """
+
+    case: SpeedCase
+    status: str
+    note: str = ""
+    code_path: str = ""
+    device_name: str = ""
+    versions: Dict[str, Optional[str]] = field(default_factory=dict)
+    threads_used: Dict[str, object] = field(default_factory=dict)
+    timing: Dict[str, float] = field(default_factory=dict)
+    tokens_per_s: Optional[float] = None
+    flops: Optional[int] = None
+    gflops_per_s: Optional[float] = None
+    gemm_gflops: Optional[float] = None
+    fraction_of_gemm: Optional[float] = None
+    gemm_bound_s: Optional[float] = None
+    fraction_of_shape_limit: Optional[float] = None
+    seed: int = 0
+    timestamp: str = field(default_factory=now)
+    kind: str = "step"
+
+    @property
+    def key(self) -> str:
+        return self.case.key
+
+
+@dataclass
+class GemmRecord:
+    """One fp32 GEMM `(M, K) x (K, N)` timed with a framework's own product `op`."""
+
+    backend: str
+    op: str
+    M: int
+    K: int
+    N: int
+    device: str
+    threads: int
+    status: str = OK
+    note: str = ""
+    device_name: str = ""
+    dtype: str = "float32"
+    timing: Dict[str, float] = field(default_factory=dict)
+    gflops_per_s: Optional[float] = None
+    timestamp: str = field(default_factory=now)
+    kind: str = "gemm"
+
+    @property
+    def key(self) -> str:
+        return (f"gemm/{self.backend}/{self.op}/{self.M}x{self.K}x{self.N}/{self.dtype}/"
+                f"{self.device}/t{self.threads}")
+
+
+@dataclass
+class BareLoopRecord:
+    """What the harness adds, over `rounds` alternating rounds of `steps` steps (each figure the
+    best round's mean step time): `harness_mean_s` (the harness's `measure`, a sync after every
+    call), `loop_s` (the same step timed by hand: `time.perf_counter` around the steps, one sync
+    at the end) and `bare_s` (a hand-written plain loop of the framework, timed the same way).
+    `overhead = harness_mean_s / loop_s - 1` is the harness's own cost; `step_vs_bare =
+    loop_s / bare_s - 1` what the suite's step (bias masks, d2l's clipping) costs over the plain
+    loop. `harness_median_s` is the harness's usual figure (median over rounds of medians)."""
+
+    case: SpeedCase
+    status: str
+    note: str = ""
+    steps: int = 0
+    rounds: int = 0
+    harness_median_s: Optional[float] = None
+    harness_mean_s: Optional[float] = None
+    loop_s: Optional[float] = None
+    bare_s: Optional[float] = None
+    overhead: Optional[float] = None
+    step_vs_bare: Optional[float] = None
+    timestamp: str = field(default_factory=now)
+    kind: str = "bare-loop"
+
+    @property
+    def key(self) -> str:
+        return "bare-loop/" + self.case.key
+
+
+@dataclass
+class EnvRecord:
+    """What one framework's worker process saw: versions, GPUs, threads, CPU affinity, env."""
+
+    backend: str
+    versions: Dict[str, Optional[str]]
+    gpu_names: List[str]
+    threads: int
+    threads_used: Dict[str, object]
+    cpu_affinity: List[int]
+    cpu_name: str
+    env: Dict[str, str]
+    load_average: List[float] = field(default_factory=list)  # 1, 5, 15 min, at the start
+    cpu_count: int = 0  # the machine's CPUs (the affinity may use fewer)
+    timestamp: str = field(default_factory=now)
+    kind: str = "env"
+
+    @property
+    def key(self) -> str:
+        return f"env/{self.backend}/t{self.threads}"
+
+
+Record = Union[StepRecord, GemmRecord, BareLoopRecord, EnvRecord]
+KINDS = {"step": StepRecord, "gemm": GemmRecord, "bare-loop": BareLoopRecord, "env": EnvRecord}
+
+
+def to_json(record: Record) -> str:
+    """One line of JSON (no newline inside)."""
+    return json.dumps(dataclasses.asdict(record), sort_keys=True, allow_nan=True)
+
+
+def from_dict(data: dict) -> Record:
+    """The typed record a `to_json` line came from."""
+    cls = KINDS[data["kind"]]
+    data = dict(data)
+    if "case" in data:
+        data["case"] = SpeedCase(**data["case"])
+    return cls(**data)
+
+
+def append(path: Path, record: Record) -> None:
+    """Append `record` as one line: one `os.write` (O_APPEND), then fsync."""
+    line = (to_json(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(path: Path) -> List[Record]:
+    """Every complete record of a JSON Lines file in order (a torn or foreign line is skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                out.append(from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue  # the line a killed writer left half-written
+    return out
+
+
+def latest(records: Iterable[Record]) -> Dict[str, Record]:
+    """The newest record of each key."""
+    out = {}
+    for r in records:
+        out[r.key] = r
+    return out
+
+
+def done_keys(records: Iterable[Record]) -> set:
+    """Keys whose newest record is final (not an ERROR): a rerun skips these."""
+    return {k for k, r in latest(records).items()
+            if getattr(r, "status", OK) in FINAL and r.kind != "env"}
