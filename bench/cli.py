@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_trajectory(sub)
     from bench import ladder_cli; ladder_cli.add_ladder(sub)  # noqa: E702
     from bench.translate_cli import add_translate; add_translate(sub)  # noqa: E702
+    from bench import speed_cli
+    speed_cli.add_speed(sub, _positive_int)
+    speed_cli.add_report(sub)
+    from bench.explain_cli import add_explain; add_explain(sub)  # noqa: E702
     return parser
 
 

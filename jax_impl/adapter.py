@@ -23,11 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.backend import VJPResult, zeros_state
+from common.backend import VJPResult, check_state_count, zeros_state
 from common.config import DTYPES, IMPLS, LayerSpec, check_choice
 from common.errors import NotSupported
-from common.params import (Params, cast_params, check_params, lm_param_shapes, param_shapes,
-                           prefixes)
+from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
 
 from . import lm, train
 from .convert import from_native, grads_from_native, to_native
@@ -89,9 +88,7 @@ class JaxLayer:
         """A contract-layout NumPy state (None = zeros) as device arrays, LSTM pairs as tuples."""
         if state is None:
             state = zeros_state(self.spec, batch, self.dtype)
-        if len(state) != len(prefixes(self.spec)):
-            raise ValueError(f"{self.spec.label} takes {len(prefixes(self.spec))} states "
-                             f"(one per layer and direction), got {len(state)}")
+        check_state_count(self.spec, state)
         lstm = self.spec.cell == "lstm"
         return [tuple(map(self.array, s)) if lstm else self.array(s) for s in state]
 
@@ -137,7 +134,7 @@ class JaxBackend:
         check_choice("dtype", dtype, DTYPES)
         check_params(params, param_shapes(spec))
         params, dev = cast_params(params, dtype), resolve_device(device)
-        layer = JaxLayer(spec, impl, dtype, dev, code_path=scratch_code_path(dev.platform))
+        layer = JaxLayer(spec, impl, dtype, dev, code_path=scratch_code_path(dev.platform, spec))
         if impl == "builtin":
             make_builtin(spec)  # raises NotSupported for a variant Flax lacks
             params = to_native(spec, params)

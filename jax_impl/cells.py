@@ -13,6 +13,8 @@ from jax.nn import sigmoid
 
 from common.config import CELLS, GRU_VARIANTS, check_choice
 
+from .recurrence import Split
+
 
 def rnn_step(p, X, H):
     """d2l's RNN step: `H' = tanh(X W_xh + H W_hh + b_h)`; X: (B, I), H: (B, H)."""
@@ -53,3 +55,47 @@ def step_fn(cell, variant="reset_after"):
         check_choice("GRU variant", variant, GRU_VARIANTS)
         return functools.partial(gru_step, variant=variant)
     return rnn_step if cell == "rnn" else lstm_step
+
+
+# The split form of the cells (recurrence.py's fast path): a step is
+# `pointwise(q, xp, hh, state)` with `xp = X @ W_x + b` and `hh = H @ W_h`, each `(B, G*H)`,
+# the gates' blocks side by side in SPLIT_GATES order; `q` holds GRU's `b_hn` (else empty).
+SPLIT_GATES = {"rnn": ("h",), "lstm": ("i", "f", "o", "c"), "gru": ("z", "r", "h")}
+
+
+def rnn_pointwise(q, xp, hh, H):
+    """`H' = tanh(xp + hh)`, xp and hh: (B, H)."""
+    return jnp.tanh(xp + hh)
+
+
+def lstm_pointwise(q, xp, hh, state):
+    """d2l's LSTM from fused pre-activations `xp + hh: (B, 4H)`, gates i, f, o, c."""
+    H, C = state
+    gates = xp + hh
+    n = C.shape[-1]
+    I, F, O = jnp.split(sigmoid(gates[..., :3 * n]), 3, axis=-1)
+    C_tilde = jnp.tanh(gates[..., 3 * n:])
+    C = F * C + I * C_tilde
+    return O * jnp.tanh(C), C
+
+
+def gru_pointwise(q, xp, hh, H):
+    """The reset_after GRU from `xp, hh: (B, 3H)`, gates z, r, h; `q["b_hn"]: (H,)`."""
+    n = H.shape[-1]
+    Z = sigmoid(xp[..., :n] + hh[..., :n])
+    R = sigmoid(xp[..., n:2 * n] + hh[..., n:2 * n])
+    H_tilde = jnp.tanh(xp[..., 2 * n:] + R * (hh[..., 2 * n:] + q["b_hn"]))
+    return Z * H + (1 - Z) * H_tilde
+
+
+SPLITS = {"rnn": Split(rnn_pointwise, True), "lstm": Split(lstm_pointwise, True),
+          "gru": Split(gru_pointwise, False)}
+
+
+def split_of(cell, variant="reset_after"):
+    """The split form of `cell`, or None where there is none: the reset_before GRU multiplies
+    `(R * H) @ W_hh`, so its recurrent product is not `H @ W_h`."""
+    check_choice("cell", cell, CELLS)
+    if cell == "gru" and check_choice("GRU variant", variant, GRU_VARIANTS) == "reset_before":
+        return None
+    return SPLITS[cell]

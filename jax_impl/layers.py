@@ -1,5 +1,10 @@
 """Recurrent layers in JAX: the scratch driver (`lax.scan` over time) and Flax's built-ins.
 
+The scratch stack runs each direction through the fast path where the cell splits (RNN, LSTM,
+reset_after GRU; cells.split_of): the input projection of every step and gate hoisted into one
+matmul, then recurrence.scan_split, a `lax.scan` with a hand-written backward. The reset_before
+GRU (and `run_direction`, for any step function) scan the step itself under autodiff.
+
 Both are pure functions of (parameters, X, states), differentiable with `jax.vjp`/`jax.grad`
 and not jitted here, so that a bigger model's jitted forward can call them. Shapes:
 `X: (T, B, I)` -> `Y: (T, B, H*D)`; states follow the contract's layout (a list over l0, l0_rev,
@@ -12,6 +17,7 @@ four gate matmuls per side fused into one) and `nn.GRUCell` (reset_after only).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, List
 
 import flax.linen as nn
@@ -23,7 +29,8 @@ from common.config import LayerSpec
 from common.errors import NotSupported
 from common.params import prefixes, sub_params
 
-from .cells import step_fn
+from .cells import SPLIT_GATES, split_of, step_fn
+from .recurrence import scan_split
 
 BUILTINS = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
 
@@ -51,12 +58,32 @@ def run_direction(step, p, X, state, reverse=False):
     return Y, final
 
 
+def fused_weights(cell: str, p):
+    """One direction's canonical `p` -> `(W_x (I, G*H), W_h (H, G*H), b (G*H), q)` with the
+    gates side by side in SPLIT_GATES order; `q`: GRU's `{"b_hn"}`, else empty."""
+    gates = SPLIT_GATES[cell]
+    join = lambda fmt: jnp.concatenate([p[fmt.format(g)] for g in gates], axis=-1)
+    q = {"b_hn": p["b_hn"]} if cell == "gru" else {}
+    return join("W_x{}"), join("W_h{}"), join("b_{}"), q
+
+
+def run_direction_split(cell: str, split, p, X, state, reverse=False):
+    """`run_direction` for a split cell: `X: (T, B, I)` -> `(Y: (T, B, H), final state)`."""
+    W_x, W_h, b, q = fused_weights(cell, p)
+    XP = X @ W_x + b  # every step's input side at once: (T, B, G*H)
+    return scan_split(split, reverse, W_h, q, XP, state)
+
+
 def scratch_forward(spec: LayerSpec, params, X, states=None):
     """The stack from cells: `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros.
 
     `params`: canonical names (with prefixes) -> arrays.
     """
-    step = step_fn(spec.cell, spec.gru_variant)
+    split = split_of(spec.cell, spec.gru_variant)
+    if split is None:
+        run = functools.partial(run_direction, step_fn(spec.cell, spec.gru_variant))
+    else:
+        run = functools.partial(run_direction_split, spec.cell, split)
     states = zero_states(spec, X) if states is None else states
     pre, D = prefixes(spec), spec.num_directions
     finals, inputs = [], X
@@ -64,8 +91,7 @@ def scratch_forward(spec: LayerSpec, params, X, states=None):
         outputs = []
         for d in range(D):
             idx = layer * D + d
-            Y, final = run_direction(step, sub_params(params, pre[idx]), inputs, states[idx],
-                                     reverse=d == 1)
+            Y, final = run(sub_params(params, pre[idx]), inputs, states[idx], reverse=d == 1)
             outputs.append(Y)
             finals.append(final)
         inputs = jnp.concatenate(outputs, axis=-1)  # forward direction's features first
@@ -76,7 +102,11 @@ def builtin_name(cell: str) -> str:
     return f"flax.linen.{BUILTINS[cell].__name__}"
 
 
-def scratch_code_path(platform: str) -> str:
+def scratch_code_path(platform: str, spec: LayerSpec = None) -> str:
+    """The scratch stack's code; with `spec`, whether its cell takes the fast path."""
+    if spec is not None and split_of(spec.cell, spec.gru_variant) is not None:
+        return (f"scratch cells under lax.scan (input projection hoisted, hand-written "
+                f"backward: custom_vjp), jitted, XLA {platform}")
     return f"scratch cells under lax.scan, jitted, XLA {platform}"
 
 

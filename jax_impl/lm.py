@@ -156,7 +156,7 @@ def build_lm(cfg: LMConfig, params: Params, dtype: str, device: jax.Device) -> J
     Builtin: the layer stack is renamed into Flax's layout once and stays there while training;
     only the head stays canonical. Raises `NotSupported` as `make_builtin` does.
     """
-    code_path = scratch_code_path(device.platform)
+    code_path = scratch_code_path(device.platform, cfg.layer_spec)
     if cfg.impl == "builtin":
         make_builtin(cfg.layer_spec)  # raises NotSupported for a variant Flax lacks
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}

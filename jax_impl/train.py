@@ -72,6 +72,14 @@ class Trainer:
 
     def step(self, ids, targets, state=None):
         """`ids, targets: (B, T)`; `state`: the previous step's (None: zeros) -> `(loss, state)`."""
+        loss, state = self.step_async(ids, targets, state)
+        return float(loss), state
+
+    def step_async(self, ids, targets, state=None):
+        """`step` without waiting for the result: `(loss as a 0-d array, final states)`.
+
+        JAX dispatches asynchronously; a timing harness blocks on the loss and `model.params`.
+        """
         model = self.model
         with model.scope():
             ids, targets = model.ids_in(ids), model.ids_in(targets)
@@ -79,7 +87,7 @@ class Trainer:
             loss, model.params, self.opt_state, finals = train_step(
                 model.cfg, self.optimizer, model.params, self.opt_state, ids, targets, state,
                 self.hyper)
-            return float(loss), finals
+            return loss, finals
 
     def params(self) -> Params:
         """The model's current parameters in canonical form (NumPy)."""

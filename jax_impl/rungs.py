@@ -1,0 +1,299 @@
+"""The "why is the built-in faster" ladder in JAX: d2l's scratch LSTM language model, made faster
+one change at a time up to Flax's built-in (common/rungs.py describes the rungs).
+
+Every rung holds the same canonical parameters (the middle rungs in the fused layout,
+common.rungs.fuse_lstm; the built-in under Flax's names, convert.py) and trains them with the
+same head and step: one-hot inputs, `Y W_hq + b_q`, mean cross-entropy, gradients, d2l's
+clipping, SGD. Only the recurrent layer differs. The first three rungs run op by op (JAX's
+eager mode, the counterpart of torch's and Gluon's imperative loops: d2l's own JAX code jits
+an unrolled Python loop instead, which took seconds to compile); the others jit the whole
+step around a `lax.scan` (`compiled`: backward by autodiff; `hand_vjp`: recurrence.scan_split,
+the scratch layer's fast path) or Flax's `nn.RNN` (`builtin`).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.config import LMConfig
+from common.errors import NotSupported
+from common.params import Params, sub_params
+from common.rungs import fuse_lstm, split_lstm
+
+from .cells import SPLITS, lstm_pointwise, lstm_step
+from .convert import grads_from_native, to_native
+from .devices import compute_scope, device_names, resolve_device
+from .layers import builtin_code_path, builtin_forward, run_direction
+from .lm import HEAD_KEYS, cross_entropy
+from .recurrence import scan_split
+from .train import clip_gradients
+
+RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "builtin")
+EAGER = ("d2l", "fused", "hoisted")
+# HLO instructions that launch no kernel.
+NOT_KERNELS = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "after-all"}
+
+
+def d2l_layer(p, X, state):
+    """d2l's loop over the scratch cell (one matmul per gate and side), step by step."""
+    p, outputs = sub_params(p, "l0."), []
+    for x in X:
+        state = lstm_step(p, x, state)
+        outputs.append(state[0])
+    return jnp.stack(outputs), state
+
+
+def fused_layer(p, X, state):
+    outputs = []
+    for x in X:
+        state = lstm_pointwise({}, x @ p["W_x"] + p["b"], state[0] @ p["W_h"], state)
+        outputs.append(state[0])
+    return jnp.stack(outputs), state
+
+
+def hoisted_layer(p, X, state):
+    XP, outputs = X @ p["W_x"] + p["b"], []  # every step's input side at once
+    # one split (its transpose one concatenate), not T indexings (T full-size cotangents)
+    for xp in jnp.split(XP, XP.shape[0]):
+        state = lstm_pointwise({}, xp[0], state[0] @ p["W_h"], state)
+        outputs.append(state[0])
+    return jnp.stack(outputs), state
+
+
+def _scan_step(p, xp, state):
+    return lstm_pointwise({}, xp, state[0] @ p["W_h"], state)
+
+
+def compiled_layer(p, X, state):
+    """The hoisted loop as a `lax.scan`, differentiated by JAX."""
+    return run_direction(_scan_step, p, X @ p["W_x"] + p["b"], state)
+
+
+def hand_vjp_layer(p, X, state):
+    """The hoisted loop with the hand-written backward (the scratch layer's fast path)."""
+    return scan_split(SPLITS["lstm"], False, p["W_h"], {}, X @ p["W_x"] + p["b"], state)
+
+
+def builtin_layer(spec, p, X, state):
+    native = {k: v for k, v in p.items() if k not in HEAD_KEYS}
+    Y, [final] = builtin_forward(spec, native, X, [state])
+    return Y, final
+
+
+LAYERS = {"d2l": d2l_layer, "fused": fused_layer, "hoisted": hoisted_layer,
+          "compiled": compiled_layer, "hand_vjp": hand_vjp_layer}
+CODE_PATHS = {"d2l": "Python loop, JAX ops dispatched one by one, 8 matmuls per step",
+              "fused": "Python loop, JAX ops dispatched one by one, 2 matmuls per step",
+              "hoisted": "input matmul hoisted, Python loop, op by op, 1 matmul per step",
+              "compiled": "input hoisted, lax.scan, autodiff backward, step jitted",
+              "hand_vjp": "input hoisted, lax.scan, hand-written backward (custom_vjp), "
+                          "step jitted"}
+
+
+def loss_fn(rung: str, cfg: LMConfig, params, ids, targets):
+    """`(mean cross-entropy, logits (B, T, V))` from the zero state; `ids, targets: (B, T)`."""
+    X = jax.nn.one_hot(ids.T, cfg.vocab_size, dtype=params["W_hq"].dtype)  # d2l: (T, B, V)
+    zeros = jnp.zeros((X.shape[1], cfg.hidden_size), X.dtype)
+    layer = (functools.partial(builtin_layer, cfg.layer_spec) if rung == "builtin"
+             else LAYERS[rung])
+    Y, _ = layer(params, X, (zeros, zeros))
+    logits = jnp.swapaxes(Y @ params["W_hq"] + params["b_q"], 0, 1)
+    return cross_entropy(logits, targets), logits
+
+
+def grads_fn(rung, cfg, params, ids, targets):
+    """`(loss, logits, gradients by the names of params)`."""
+    (loss, logits), grads = jax.value_and_grad(loss_fn, argnums=2, has_aux=True)(
+        rung, cfg, params, ids, targets)
+    return loss, logits, grads
+
+
+def train_step(rung, cfg, params, ids, targets, hyper):
+    """d2l's step: gradients, clipping, `p - lr * g` -> `(loss, new params)`."""
+    loss, _, grads = grads_fn(rung, cfg, params, ids, targets)
+    grads = clip_gradients(grads, hyper["clip"])
+    return loss, jax.tree.map(lambda p, g: p - hyper["lr"] * g, params, grads)
+
+
+grads_jit = jax.jit(grads_fn, static_argnums=(0, 1))
+train_step_jit = jax.jit(train_step, static_argnums=(0, 1))
+
+
+@dataclass
+class JaxRung:
+    """One rung's model: its parameter pytree (canonical, fused or Flax's names) on `device`."""
+
+    rung: str
+    cfg: LMConfig
+    dtype: str
+    device: jax.Device
+    params: Dict[str, jax.Array]
+    code_path: str = ""
+
+    def scope(self):
+        return compute_scope(self.device, self.dtype)
+
+    @property
+    def eager(self) -> bool:
+        return self.rung in EAGER
+
+    def canonical(self, named: Dict[str, np.ndarray]) -> Params:
+        """Gradients named as `params` -> canonical names (one path each for the built-in)."""
+        if self.rung == "d2l":
+            return dict(named)
+        if self.rung != "builtin":
+            return split_lstm(named)
+        head = {k: v for k, v in named.items() if k in HEAD_KEYS}
+        native = {k: v for k, v in named.items() if k not in HEAD_KEYS}
+        return {**grads_from_native(self.cfg.layer_spec, native), **head}
+
+
+def check_config(cfg: LMConfig) -> None:
+    """The ladder is d2l's model: one LSTM layer over one-hot inputs."""
+    if cfg.cell != "lstm" or cfg.num_layers != 1 or cfg.embed_size is not None:
+        raise NotSupported("the ladder is written for d2l's one-layer LSTM over one-hot inputs, "
+                           f"not {cfg.layer_spec.label} with embed_size={cfg.embed_size}")
+
+
+def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
+          device: str = "cpu", steps: int = 35) -> JaxRung:
+    """Rung `rung` holding canonical LM `params` (NumPy) exactly; `steps` (T) is not needed
+    here (MXNet's compiled rung is unrolled for it)."""
+    check_config(cfg)
+    if rung not in RUNGS:
+        raise NotSupported(f"jax has no rung {rung!r}; it has {', '.join(RUNGS)}")
+    dev = resolve_device(device)
+    if rung == "builtin":
+        layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
+        named = {**to_native(cfg.layer_spec, layer),
+                 **{k: v for k, v in params.items() if k in HEAD_KEYS}}
+        path = builtin_code_path(cfg.layer_spec, dev.platform) + ", step jitted"
+    else:
+        named = params if rung == "d2l" else fuse_lstm(params)
+        path = CODE_PATHS[rung]
+    model = JaxRung(rung, cfg, dtype, dev, {}, path)
+    with model.scope():
+        model.params = {k: jnp.asarray(np.asarray(v), dtype=dtype) for k, v in named.items()}
+    return model
+
+
+def _ids(ids) -> jax.Array:
+    return jnp.asarray(np.asarray(ids), dtype=jnp.int32)
+
+
+def loss_and_grads(model: JaxRung, ids, targets):
+    """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks; eager
+    rungs run eagerly, the others jitted, as they train."""
+    fn = grads_fn if model.eager else grads_jit
+    with model.scope():
+        loss, logits, grads = fn(model.rung, model.cfg, model.params, _ids(ids), _ids(targets))
+        grads = jax.tree.map(np.array, grads)
+        return float(loss), np.array(logits), model.canonical(grads)
+
+
+def make_step(model: JaxRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
+    """d2l's training step on one batch; updates `model.params`, returns `(loss, params)`."""
+    fn = train_step if model.eager else train_step_jit
+    with model.scope():
+        ids, targets = _ids(ids), _ids(targets)
+        hyper = {"lr": jnp.asarray(lr, model.dtype), "clip": jnp.asarray(clip, model.dtype)}
+
+    def step():
+        with model.scope():
+            loss, model.params = fn(model.rung, model.cfg, model.params, ids, targets, hyper)
+        return loss, model.params
+    step.args = (ids, targets, hyper)  # for count_ops
+    return step
+
+
+def sync(model: JaxRung) -> Callable[[object], object]:
+    """The barrier a timed step ends with: JAX dispatches asynchronously on every device."""
+    return jax.block_until_ready
+
+
+def count_ops(model: JaxRung, step: Callable[[], object]):
+    """Kernels one training step runs -> `(count, how it was counted)`. Eager rungs: the
+    primitives of the step's jaxpr, each dispatched on its own (a nested jit as one call).
+    Jitted rungs: the compiled HLO's kernels (fusions, dots, copies...), loop bodies times
+    their trip count."""
+    ids, targets, hyper = step.args
+    args = (model.rung, model.cfg, model.params, ids, targets, hyper)
+    with model.scope():
+        if model.eager:
+            closed = jax.make_jaxpr(train_step, static_argnums=(0, 1))(*args)
+            return jaxpr_ops(closed.jaxpr), "jaxpr primitives dispatched eagerly"
+        text = train_step_jit.lower(*args).compile().as_text()
+    return hlo_kernels(text, ids.shape[1]), "XLA HLO kernels (loops x trips)"
+
+
+def jaxpr_ops(jaxpr) -> int:
+    """Primitives a jaxpr runs when executed op by op: scan bodies times their length, a
+    nested jit as one call, custom-derivative wrappers by their body."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        name, params = eqn.primitive.name, eqn.params
+        if name == "scan":
+            total += params["length"] * jaxpr_ops(params["jaxpr"].jaxpr)
+        elif name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
+            inner = params.get("call_jaxpr") or params.get("fun_jaxpr")
+            total += jaxpr_ops(getattr(inner, "jaxpr", inner))
+        else:
+            total += 1
+    return total
+
+
+def hlo_kernels(text: str, steps: int) -> int:
+    """Kernels in an optimized HLO module's text: the entry computation's instructions that
+    launch one, a `while` counted as its body times its trip count (XLA's `known_trip_count`,
+    else `steps`)."""
+    computations, current = {}, None
+    for line in text.splitlines():
+        header = re.match(r"^(?:ENTRY )?%([\w.\-]+) .*\{\s*$", line)
+        if header:
+            current = computations.setdefault(header.group(1), [])
+            if line.startswith("ENTRY"):
+                computations["__entry__"] = current
+        elif current is not None and " = " in line and line.startswith("  "):
+            current.append(line)
+    return _kernels(computations, "__entry__", steps)
+
+
+def _kernels(computations, name: str, steps: int) -> int:
+    total = 0
+    for line in computations[name]:
+        rhs = line.split(" = ", 1)[1]
+        opcode = re.search(r"(?:^|\s)([a-z][a-z0-9\-]*)\(", rhs).group(1)
+        if opcode == "while":
+            body = re.search(r"body=%([\w.\-]+)", rhs).group(1)
+            trips = re.search(r'"known_trip_count":\{"n":"(\d+)"', rhs)
+            total += (int(trips.group(1)) if trips else steps) * _kernels(computations, body, steps)
+        elif opcode not in NOT_KERNELS:
+            total += 1
+    return total
+
+
+def runtime_info(device: str = "cpu") -> dict:
+    """Versions, device and threads as this process sees them, for the records."""
+    import flax
+    import jaxlib
+    dev = resolve_device(device)
+    return {"versions": {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                         "flax": flax.__version__},
+            "device": f"{dev.platform}:{dev.id} ({dev.device_kind})",
+            "threads": _xla_threads(), "devices": device_names()}
+
+
+def _xla_threads():
+    """XLA's CPU thread pool follows the CPUs the process may run on (set_threads pins them)."""
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def set_threads(threads: int) -> None:
+    """XLA has no thread setting of its own: the caller pins the process to `threads` CPUs."""

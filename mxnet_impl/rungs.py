@@ -1,0 +1,368 @@
+"""The "why is the built-in faster" ladder in MXNet Gluon: d2l's scratch LSTM language model,
+made faster one change at a time up to `gluon.rnn.LSTM` (common/rungs.py describes the rungs).
+
+Every rung holds the same canonical parameters (the middle rungs in the fused layout,
+common.rungs.fuse_lstm; the oneDNN and compiled rungs store its weights transposed, `(4H, in)`,
+as `FullyConnected` wants them) and trains them with the same head and step: one-hot inputs,
+`FullyConnected` output layer, mean cross-entropy, backward, d2l's clipping, `sgd_update`.
+Only the recurrent layer differs, so a rung's speed is its layer's. The `hand_vjp` rung adds a
+hand-written backward (recurrence.py), as JAX's fast path does. Gluon layers are
+hybridized with `static_alloc=True, static_shape=True`, their fastest setting (PERFORMANCE.md).
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from common.config import LMConfig
+from common.errors import NotSupported
+from common.params import Params, sub_params
+from common.rungs import FUSED_KEYS, fuse_lstm, split_lstm
+
+from ._mx import mx
+from .adapter import builtin_code_path, openmp_counts
+from .cells import lstm_step
+from .convert import grads_from_native, to_native
+from .devices import device_name, resolve_device
+from .layers import builtin_forward, make_builtin, run_direction, to_nd
+from .lm import HEAD_KEYS, cross_entropy, output_layer
+from .recurrence import make_loops
+
+nd = mx.nd
+
+HYBRIDIZE = {"static_alloc": True, "static_shape": True}
+RUNGS = ("d2l", "fused", "hoisted", "onednn", "compiled", "hand_vjp", "builtin")
+# rungs storing W_x, W_h as (4H, in), as FullyConnected wants them
+TRANSPOSED = ("onednn", "compiled", "hand_vjp")
+# Engine bookkeeping in the profiler's operator table, not kernels.
+NOT_KERNELS = {"DeleteVariable", "ResourceParallelRandomSetSeed", "WaitForVar"}
+
+
+def lstm_pointwise(F, gates, C, n: int):
+    """d2l's LSTM from fused pre-activations `gates: (B, 4H)` (i, f, o, c) -> `(H', C')`;
+    `F` is `mx.nd` or `mx.sym`, so the hybridized rung shares it."""
+    IFO = F.sigmoid(F.slice_axis(gates, axis=1, begin=0, end=3 * n))
+    gate = lambda k: F.slice_axis(IFO, axis=1, begin=k * n, end=(k + 1) * n)
+    C = gate(1) * C + gate(0) * F.tanh(F.slice_axis(gates, axis=1, begin=3 * n, end=4 * n))
+    return gate(2) * F.tanh(C), C
+
+
+def fc(X, W, b=None):
+    """`X W^T (+ b)` through `FullyConnected` (oneDNN on CPU): `W: (out, in)`, X `(..., in)`."""
+    return nd.FullyConnected(X, W, b, num_hidden=W.shape[0], no_bias=b is None, flatten=False)
+
+
+class LoopBlock(mx.gluon.HybridBlock):
+    """The hoisted loop over `FullyConnected` as a HybridBlock, unrolled over `steps`:
+    `(X (T, B, V), H, C)` -> `(Y (T, B, H), H, C)`. Parameters `W_x (4H, V)`, `W_h (4H, H)`, `b`."""
+
+    def __init__(self, vocab: int, hidden: int, steps: int, dtype: str, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.steps = hidden, steps
+        with self.name_scope():
+            self.W_x = self.params.get("W_x", shape=(4 * hidden, vocab), dtype=dtype)
+            self.W_h = self.params.get("W_h", shape=(4 * hidden, hidden), dtype=dtype)
+            self.b = self.params.get("b", shape=(4 * hidden,), dtype=dtype)
+
+    def hybrid_forward(self, F, X, H, C, W_x, W_h, b):
+        n = 4 * self.hidden
+        XP = F.FullyConnected(X, W_x, b, num_hidden=n, flatten=False)
+        steps = F.split(XP, num_outputs=self.steps, axis=0, squeeze_axis=True)
+        steps = [steps] if self.steps == 1 else steps
+        outputs = []
+        for xp in steps:
+            gates = xp + F.FullyConnected(H, W_h, no_bias=True, num_hidden=n, flatten=False)
+            H, C = lstm_pointwise(F, gates, C, self.hidden)
+            outputs.append(H)
+        return F.stack(*outputs, axis=0), H, C
+
+
+def split_steps(XP):
+    """`XP: (T, ...)` as T arrays: one `split` (its backward one concat), not T slices (whose
+    backward writes T full-size gradients and sums them)."""
+    T = XP.shape[0]
+    return [XP[0]] if T == 1 else nd.split(XP, num_outputs=T, axis=0, squeeze_axis=True)
+
+
+def d2l_layer(model, X, H, C):
+    """d2l's loop over the scratch cell: `nd.dot` per gate and side."""
+    Y, (H, C) = run_direction(lstm_step, sub_params(model.arrays(), "l0."), X, (H, C))
+    return Y, H, C
+
+
+def fused_layer(model, X, H, C):
+    p, n, outputs = model.arrays(), model.cfg.hidden_size, []
+    for t in range(X.shape[0]):
+        H, C = lstm_pointwise(nd, nd.dot(X[t], p["W_x"]) + nd.dot(H, p["W_h"]) + p["b"], C, n)
+        outputs.append(H)
+    return nd.stack(*outputs, axis=0), H, C
+
+
+def hoisted_layer(model, X, H, C):
+    p, n, outputs = model.arrays(), model.cfg.hidden_size, []
+    XP = nd.dot(X, p["W_x"]) + p["b"]  # (T, B, V) x (V, 4H): every step at once
+    for xp in split_steps(XP):
+        H, C = lstm_pointwise(nd, xp + nd.dot(H, p["W_h"]), C, n)
+        outputs.append(H)
+    return nd.stack(*outputs, axis=0), H, C
+
+
+def onednn_layer(model, X, H, C):
+    p, n, outputs = model.arrays(), model.cfg.hidden_size, []
+    for xp in split_steps(fc(X, p["W_x"], p["b"])):
+        H, C = lstm_pointwise(nd, xp + fc(H, p["W_h"]), C, n)
+        outputs.append(H)
+    return nd.stack(*outputs, axis=0), H, C
+
+
+def compiled_layer(model, X, H, C):
+    if X.shape[0] != model.net.steps:
+        raise ValueError(f"the compiled rung is unrolled for {model.net.steps} steps, "
+                         f"got {X.shape[0]}: build it with steps={X.shape[0]}")
+    return model.net(X, H, C)
+
+
+def builtin_layer(model, X, H, C):
+    Y, [(H, C)] = builtin_forward(model.net, model.cfg.layer_spec, X, [(H, C)])
+    return Y, H, C
+
+
+LAYERS = {"d2l": d2l_layer, "fused": fused_layer, "hoisted": hoisted_layer,
+          "onednn": onednn_layer, "compiled": compiled_layer, "builtin": builtin_layer}
+CODE_PATHS = {"d2l": "Python loop, imperative mx.nd, nd.dot (bundled OpenBLAS), 8 per step",
+              "fused": "Python loop, imperative mx.nd, nd.dot (bundled OpenBLAS), 2 per step",
+              "hoisted": "input nd.dot hoisted, Python loop, imperative, 1 nd.dot per step",
+              "onednn": "input hoisted, Python loop, imperative, FullyConnected (oneDNN)",
+              "compiled": "input hoisted, FullyConnected loop in a HybridBlock, "
+                          "hybridize(static_alloc, static_shape)",
+              "hand_vjp": "input hoisted, autograd.Function with hand-written backward, "
+                          "forward and backward loops hybridized, FullyConnected"}
+
+
+@dataclass
+class MXNetRung:
+    """One rung's model: `leaves` maps names (canonical, fused or Gluon's own) to
+    `(data, grad)` nd pairs, updated in place; `net` is the rung's Gluon block, if any."""
+
+    rung: str
+    cfg: LMConfig
+    dtype: str
+    ctx: object
+    leaves: Dict[str, Tuple[object, object]]
+    net: Optional[object] = None
+    code_path: str = ""
+    loops: Tuple = ()  # the hand_vjp rung's hybridized forward and backward loops
+
+    def blocks(self) -> list:
+        """Every hybridized block the rung runs."""
+        return ([self.net] if self.net is not None else []) + list(self.loops)
+
+    def arrays(self) -> Dict[str, object]:
+        return {k: data for k, (data, _) in self.leaves.items()}
+
+    def loss(self, ids, targets):
+        """`ids, targets: (B, T)` nd -> `(mean cross-entropy, logits (B, T, V))`, zero state;
+        call under `autograd.record()`."""
+        X = nd.one_hot(ids.T, self.cfg.vocab_size, dtype=self.dtype)  # d2l: (T, B, V)
+        zeros = nd.zeros((X.shape[1], self.cfg.hidden_size), ctx=self.ctx, dtype=self.dtype)
+        Y, _, _ = LAYERS[self.rung](self, X, zeros, zeros)
+        logits = nd.swapaxes(output_layer(self.arrays(), Y), 0, 1)
+        return cross_entropy(logits, targets), logits
+
+    def canonical(self, named: Dict[str, np.ndarray]) -> Params:
+        """Gradients named as `leaves` -> canonical names (chain rule for the built-in)."""
+        if self.rung == "d2l":
+            return dict(named)
+        if self.rung == "builtin":
+            head = {k: v for k, v in named.items() if k in HEAD_KEYS}
+            native = {k: v for k, v in named.items() if k not in HEAD_KEYS}
+            return {**grads_from_native(self.cfg.layer_spec, native), **head}
+        if self.rung in TRANSPOSED:
+            named = {k: (v.T if k in ("W_x", "W_h") else v) for k, v in named.items()}
+        return split_lstm(named)
+
+
+def check_config(cfg: LMConfig) -> None:
+    """The ladder is d2l's model: one LSTM layer over one-hot inputs."""
+    if cfg.cell != "lstm" or cfg.num_layers != 1 or cfg.embed_size is not None:
+        raise NotSupported("the ladder is written for d2l's one-layer LSTM over one-hot inputs, "
+                           f"not {cfg.layer_spec.label} with embed_size={cfg.embed_size}")
+
+
+def _attached(values: Params, dtype: str, ctx) -> Dict[str, Tuple[object, object]]:
+    """NumPy arrays -> `(data, grad)` pairs of nd arrays with a gradient buffer."""
+    out = {}
+    for name, value in values.items():
+        array = to_nd(np.ascontiguousarray(value), ctx, dtype)
+        array.attach_grad()
+        out[name] = (array, array.grad)
+    return out
+
+
+def _block_leaves(net, ctx) -> Dict[str, Tuple[object, object]]:
+    n = len(net.prefix)
+    return {name[n:]: (p.data(ctx), p.grad(ctx)) for name, p in net.collect_params().items()}
+
+
+def _build_net(rung: str, cfg: LMConfig, params: Params, dtype: str, ctx, steps: int):
+    """The rung's Gluon block holding `params`, hybridized for speed."""
+    if rung == "builtin":
+        layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
+        net = make_builtin(cfg.layer_spec, to_native(cfg.layer_spec, layer), dtype, ctx,
+                           hybridize=False)
+    else:
+        net = LoopBlock(cfg.vocab_size, cfg.hidden_size, steps, dtype)
+        net.initialize(mx.init.Zero(), ctx=ctx)
+        fused = fuse_lstm(params)
+        for key in FUSED_KEYS:
+            value = fused[key].T if key in ("W_x", "W_h") else fused[key]
+            getattr(net, key).set_data(to_nd(np.ascontiguousarray(value), ctx, dtype))
+    net.hybridize(**HYBRIDIZE)
+    return net
+
+
+def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
+          device: str = "cpu", steps: int = 35) -> MXNetRung:
+    """Rung `rung` holding canonical LM `params` (NumPy) exactly; `steps`: the sequence length
+    T (the compiled rung is unrolled for it)."""
+    check_config(cfg)
+    if rung not in RUNGS:
+        raise NotSupported(f"mxnet has no rung {rung!r}; it has {', '.join(RUNGS)}")
+    ctx = resolve_device(device)
+    head = _attached({k: v for k, v in params.items() if k in HEAD_KEYS}, dtype, ctx)
+    if rung in ("compiled", "builtin"):
+        net = _build_net(rung, cfg, params, dtype, ctx, steps)
+        path = CODE_PATHS.get(rung) or builtin_code_path(cfg.layer_spec, dtype, ctx)
+        return MXNetRung(rung, cfg, dtype, ctx, {**head, **_block_leaves(net, ctx)}, net, path)
+    if rung == "d2l":
+        layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
+    else:
+        layer = {k: v for k, v in fuse_lstm(params).items() if k in FUSED_KEYS}
+        if rung in TRANSPOSED:
+            layer = {k: (v.T if k in ("W_x", "W_h") else v) for k, v in layer.items()}
+    loops = make_loops(cfg.hidden_size, steps, HYBRIDIZE) if rung == "hand_vjp" else ()
+    return MXNetRung(rung, cfg, dtype, ctx, {**head, **_attached(layer, dtype, ctx)},
+                     code_path=CODE_PATHS[rung], loops=loops)
+
+
+def _ids(model: MXNetRung, ids):
+    return to_nd(np.asarray(ids), model.ctx, "int64")
+
+
+def _forward_backward(model: MXNetRung, ids, targets):
+    """Loss and logits; the gradients left in the leaves' buffers."""
+    if model.rung == "hand_vjp":
+        return hand_forward_backward(model, ids, targets)
+    with mx.autograd.record():
+        loss, logits = model.loss(ids, targets)
+    loss.backward()
+    return loss, logits
+
+
+def hand_forward_backward(model: MXNetRung, ids, targets):
+    """The hand_vjp rung: the recurrence's forward and backward loops (recurrence.py) by hand,
+    autograd only for the head and the loss (whose input gradient `dY` the loops take)."""
+    p, grads = model.arrays(), {k: grad for k, (_, grad) in model.leaves.items()}
+    X = nd.one_hot(ids.T, model.cfg.vocab_size, dtype=model.dtype)  # (T, B, V)
+    zeros = nd.zeros((X.shape[1], model.cfg.hidden_size), ctx=model.ctx, dtype=model.dtype)
+    Y, cells, gates = model.loops[0](fc(X, p["W_x"], p["b"]), p["W_h"], zeros, zeros)
+    Y.attach_grad()
+    with mx.autograd.record():
+        logits = nd.swapaxes(output_layer(p, Y), 0, 1)
+        loss = cross_entropy(logits, targets)
+    loss.backward()
+    dG, grads["W_h"][:], _, _ = model.loops[1](Y.grad, zeros, zeros, p["W_h"], zeros, zeros, Y,
+                                              cells, gates)
+    flat = lambda A: nd.transpose(nd.reshape(A, shape=(-1, A.shape[-1])))
+    # XP = X W_x^T + b: dW_x = dG^T X over all T*B rows, db = the sum of dG
+    grads["W_x"][:] = nd.FullyConnected(flat(dG), flat(X), no_bias=True, num_hidden=X.shape[-1])
+    grads["b"][:] = nd.sum(dG, axis=(0, 1))
+    return loss, logits
+
+
+def loss_and_grads(model: MXNetRung, ids, targets):
+    """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks."""
+    loss, logits = _forward_backward(model, _ids(model, ids), _ids(model, targets))
+    grads = {k: grad.asnumpy() for k, (_, grad) in model.leaves.items()}
+    return float(loss.asscalar()), logits.asnumpy(), model.canonical(grads)
+
+
+def make_step(model: MXNetRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
+    """d2l's training step on one batch: forward, loss, backward, clipping, SGD; returns loss."""
+    from .train import clip_gradients
+    ids, targets = _ids(model, ids), _ids(model, targets)
+    pairs: List[Tuple[object, object]] = list(model.leaves.values())
+    grads = [grad for _, grad in pairs]
+
+    def step():
+        loss, _ = _forward_backward(model, ids, targets)
+        clip_gradients(grads, clip)
+        for weight, grad in pairs:
+            nd.sgd_update(weight, grad, lr=lr, out=weight)
+        return loss
+    return step
+
+
+def sync(model: MXNetRung) -> Callable[[object], None]:
+    """The barrier a timed step ends with: MXNet's engine is asynchronous on every device."""
+    return lambda _: nd.waitall()
+
+
+def count_ops(model: MXNetRung, step: Callable[[], object]):
+    """Operators one training step runs -> `(count, how it was counted)`, from MXNet's
+    profiler, engine bookkeeping left out. A hybridized block runs its operators in bulk
+    segments, which the profiler lists under one truncated name, so it is counted with bulking
+    off (under autograd) or run imperatively (the hand_vjp rung's loops, which run outside
+    autograd, where bulking has no switch): the same operators, one engine call each. The
+    blocks are hybridized as before afterwards."""
+    for block in model.blocks():
+        if model.rung == "hand_vjp":
+            block.hybridize(active=False)
+        else:
+            block.hybridize(**HYBRIDIZE, forward_bulk_size=1, backward_bulk_size=1)
+    if model.blocks():
+        step()  # traces the unbulked graphs outside the profile
+    nd.waitall()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            mx.profiler.set_config(profile_all=True, aggregate_stats=True,
+                                   filename=os.path.join(tmp, "profile.json"))
+            mx.profiler.set_state("run")
+            step()
+            nd.waitall()
+            mx.profiler.set_state("stop")
+            table = mx.profiler.dumps(reset=True)
+    finally:
+        for block in model.blocks():
+            block.hybridize(**HYBRIDIZE)
+    return _operator_count(table), "MXNet profiler operator calls (bulk execution off)"
+
+
+def _operator_count(table: str) -> int:
+    """Sum of the `Total Count` column of the profiler's `operator` section."""
+    section = table.split("\noperator\n", 1)[-1].split("\n\n", 1)[0]
+    total = 0
+    for line in section.splitlines():
+        match = re.match(r"(\S+)\s+(\d+)\s+[\d.]+", line.strip())
+        if match and match.group(1) not in NOT_KERNELS:
+            total += int(match.group(2))
+    return total
+
+
+def runtime_info(device: str = "cpu") -> dict:
+    """Versions, device and threads as this process sees them, for the records."""
+    ctx = resolve_device(device)
+    threads = (os.environ.get("OMP_NUM_THREADS")
+               or openmp_counts().get("omp_max_threads_python_thread"))
+    return {"versions": {"mxnet": mx.__version__}, "device": device_name(ctx),
+            "threads": int(threads) if threads else None}
+
+
+def set_threads(threads: int) -> None:
+    """Nothing to do here: MXNet sizes its OpenMP teams from OMP_NUM_THREADS, read at import
+    (the caller sets it, and pins the process to `threads` CPUs)."""

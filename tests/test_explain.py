@@ -1,0 +1,265 @@
+"""`rnnbench explain`: every rung is the built-in's function, op counts fall along the ladder,
+the hand-written backward is autodiff's, the report's numbers come from the records, the CLI
+refuses bad values in one line."""
+import functools
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench import explain, explain_report
+from bench.explain_worker import batch, max_error
+from common.config import LMConfig
+from common.errors import NotSupported
+from common.params import init_lm_params
+from common.registry import get_module
+from common.rungs import ExplainConfig, fuse_lstm, gap_closed, split_lstm
+from conftest import ROOT, backend_or_skip
+
+V, H, B, T = 28, 7, 3, 6
+TOL = {"float64": 1e-9, "float32": 2e-5}
+CASES = [(fw, rung) for fw, rungs in explain.FRAMEWORK_RUNGS.items() for rung in rungs]
+
+
+def rungs_of(framework):
+    backend_or_skip(framework)
+    return get_module(framework, "rungs")
+
+
+@functools.lru_cache(maxsize=None)
+def case(dtype):
+    cfg = LMConfig("lstm", "scratch", V, H)
+    params = init_lm_params(cfg, seed=3, dtype="float64", init="uniform")
+    ids, targets = batch(ExplainConfig(), 5, B, T)
+    return cfg, params, ids, targets
+
+
+@functools.lru_cache(maxsize=None)
+def builtin_result(framework, dtype):
+    R = rungs_of(framework)
+    cfg, params, ids, targets = case(dtype)
+    return R.loss_and_grads(R.build("builtin", cfg, params, dtype, steps=T), ids, targets)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("framework,rung", CASES, ids=[f"{f}-{r}" for f, r in CASES])
+def test_rung_matches_builtin_forward_and_gradients(framework, rung, dtype):
+    R = rungs_of(framework)
+    cfg, params, ids, targets = case(dtype)
+    got = R.loss_and_grads(R.build(rung, cfg, params, dtype, steps=T), ids, targets)
+    want = builtin_result(framework, dtype)
+    assert set(got[2]) == set(params), f"{framework}/{rung}/{dtype}: canonical gradient names"
+    assert got[1].shape == (B, T, V)
+    error = max_error(got, want)
+    assert error <= TOL[dtype], f"{framework}/{rung}/{dtype}: max error {error:.2e}"
+    # and not trivially: the gradients are there
+    assert max(np.abs(g).max() for g in got[2].values()) > 1e-3
+
+
+@pytest.mark.parametrize("framework", list(explain.FRAMEWORK_RUNGS))
+def test_ladder_names_match_each_framework(framework):
+    assert rungs_of(framework).RUNGS == explain.FRAMEWORK_RUNGS[framework]
+
+
+@pytest.mark.parametrize("framework", list(explain.FRAMEWORK_RUNGS))
+def test_rungs_refuse_other_models(framework):
+    R = rungs_of(framework)
+    cfg = LMConfig("gru", "scratch", V, H)
+    with pytest.raises(NotSupported):
+        R.build("d2l", cfg, init_lm_params(cfg), "float32")
+
+
+def op_counts(framework):
+    R = rungs_of(framework)
+    cfg, params, ids, targets = case("float32")
+    counts = {}
+    for rung in R.RUNGS:
+        model = R.build(rung, cfg, params, "float32", steps=T)
+        step = R.make_step(model, ids, targets, 1.0, 1.0)
+        R.sync(model)(step())
+        counts[rung], source = R.count_ops(model, step)
+        assert source
+    return counts
+
+
+@pytest.mark.parametrize("framework", list(explain.FRAMEWORK_RUNGS))
+def test_op_counts_fall_along_the_ladder(framework):
+    counts = op_counts(framework)
+    assert min(counts.values()) > 0, counts
+    # fusing the gates removes 6 of the 8 matmuls per step; hoisting removes one more
+    assert counts["d2l"] > counts["fused"] > counts["hoisted"], counts
+    if framework == "jax":  # HLO kernels: the hand backward drops the in-loop weight gradient
+        assert counts["hand_vjp"] < counts["compiled"], counts
+    else:  # the fused kernel: the head, loss and update's ops, and one call per layer
+        assert 3 * counts["builtin"] < counts["hoisted"], counts
+    if framework == "mxnet":  # one graph: the imperative loop's ops, minus the Python glue
+        assert counts["compiled"] <= counts["hoisted"], counts
+
+
+def test_fused_layout_round_trips():
+    cfg, params, *_ = case("float64")
+    fused = fuse_lstm(params)
+    assert fused["W_x"].shape == (V, 4 * H) and fused["W_h"].shape == (H, 4 * H)
+    back = split_lstm(fused)
+    assert set(back) == set(params)
+    for key in params:
+        np.testing.assert_array_equal(back[key], params[key], err_msg=key)
+
+
+def test_gap_closed():
+    assert gap_closed(10.0, 10.0, 2.0) == 0.0
+    assert gap_closed(2.0, 10.0, 2.0) == 1.0
+    assert gap_closed(6.0, 10.0, 2.0) == 0.5
+
+
+# The hand-written backward against autodiff through the same scan.
+
+def _autodiff_scan(split, reverse, W_h, q, XP, state0):
+    import jax
+    from jax_impl.recurrence import _hidden
+
+    def body(state, xp):
+        state = split.pointwise(q, xp, _hidden(state) @ W_h, state)
+        return state, _hidden(state)
+    final, Y = jax.lax.scan(body, state0, XP, reverse=reverse)
+    return Y, final
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_custom_vjp_gradient_equals_autodiff(cell, reverse):
+    backend_or_skip("jax")
+    import jax
+    from jax.experimental import enable_x64
+
+    from jax_impl.cells import SPLITS
+    from jax_impl.recurrence import scan_split
+    split, G = SPLITS[cell], {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    rng = np.random.default_rng(0)
+    with enable_x64(True):
+        W_h = rng.normal(0, 0.5, (H, G * H))
+        q = {"b_hn": rng.normal(size=H)} if cell == "gru" else {}
+        XP = rng.normal(size=(T, B, G * H))
+        state0 = (rng.normal(size=(B, H)), rng.normal(size=(B, H))) if cell == "lstm" \
+            else rng.normal(size=(B, H))
+        cts = (rng.normal(size=(T, B, H)), jax.tree.map(lambda a: rng.normal(size=a.shape), state0))
+        outs, grads = [], []
+        for fn in (functools.partial(scan_split, split, reverse),
+                   functools.partial(_autodiff_scan, split, reverse)):
+            out, pullback = jax.vjp(fn, W_h, q, XP, state0)
+            outs.append(out)
+            grads.append(pullback(cts))
+        for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-13, rtol=0)
+        for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
+
+
+# The report: every figure read from the records.
+
+def fake_records(scale=1.0):
+    """Two frameworks at one size with distinctive numbers."""
+    rows = []
+    spec = {"torch": [("d2l", 0.5, 70.0), ("fused", 0.3, 38.0), ("hoisted", 0.2, 34.0),
+                      ("compiled", 0.125, 34.0), ("builtin", 0.1, 1.4)],
+            "mxnet": [("d2l", 0.8, 66.0), ("onednn", 0.4, 37.0), ("compiled", 0.16, 31.0),
+                      ("builtin", 0.128, 1.7)],
+            "jax": [("d2l", 1.6, 108.0), ("hand_vjp", 0.14, 21.6), ("builtin", 0.2, 53.3)]}
+    for fw, rungs in spec.items():
+        recs = [explain.RungRecord(fw, r, explain.RUNG_INFO[r].label, 256, 32, 35, 28, "float32",
+                                   "cpu", 2, 2, median_s=s / scale, spread=0.05, min_s=s / scale,
+                                   repeats=5, compile_s=0.25, tokens_per_s=1120 * scale / s,
+                                   ops_per_step=ops, ops_source="fake counter",
+                                   parity_error=3e-7, parity64_error=4e-17, device_name="cpu0")
+                for r, s, ops in rungs]
+        explain.fill_gaps(recs)
+        rows += [explain.asdict(r) for r in recs]
+    return rows
+
+
+CONFIG = explain.asdict_config(ExplainConfig(hidden_sizes=(256,)))
+
+
+def test_markdown_numbers_come_from_the_records():
+    recs = fake_records()
+    text = explain_report.markdown(CONFIG, recs)
+    # MXNet: d2l 1,400 tok/s, built-in 8,750 tok/s (6.2x), 66.0 vs 1.7 ops per step
+    for figure in ("8,750 tokens/s", "at 1,400:", "6.2x", "66.0 operators", "built-in 1.7",
+                   "fake counter", "3.0e-07", "4.0e-17"):
+        assert figure in text, figure
+    # the gap closed by the compiled rung: (0.8 - 0.16) / (0.8 - 0.128) = 95%
+    assert "| 95% |" in text
+    # JAX scratch beats Flax (0.2/0.14 = 1.43) but is 0.71x the fastest built-in (torch 11,200)
+    assert "JAX scratch (lax.scan, hand backward) / Flax built-in = 1.43" in text
+    assert "fastest built-in (torch) = 0.71" in text
+    doubled = explain_report.markdown(CONFIG, fake_records(scale=2.0))
+    assert "17,500 tokens/s" in doubled and "8,750 tokens/s" not in doubled
+
+
+def test_markdown_has_no_hand_typed_figures():
+    """Every number in the prose is a config value, a record value or derived from them:
+    scaling every speed changes every speed figure and no other."""
+    def figures(text):
+        return re.findall(r"\d[\d,]*\.?\d*", text)
+    one, two = (explain_report.markdown(CONFIG, fake_records(s)) for s in (1.0, 2.0))
+    changed = [(a, b) for a, b in zip(figures(one), figures(two)) if a != b]
+    assert len(figures(one)) == len(figures(two))
+    for a, b in changed:
+        a, b = float(a.replace(",", "")), float(b.replace(",", ""))
+        assert b == pytest.approx(2 * a, rel=0.01), (a, b)
+
+
+def test_plot_writes_a_png(tmp_path):
+    path = explain_report.plot(fake_records(), tmp_path / "explain.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explain_end_to_end_on_torch(tmp_path):
+    backend_or_skip("torch")
+    cfg = ExplainConfig(hidden_sizes=(8,), frameworks=("torch",), rungs=("d2l", "builtin"),
+                        threads=1, budget_s=0.05, min_repeats=2, warmup=0, parity64=True)
+    assert explain.main(cfg, tmp_path, quiet=True) == 0
+    data = explain.records.read_json(tmp_path / "explain.json")
+    assert [r["rung"] for r in data["records"]] == ["d2l", "builtin"]
+    rec = data["records"][1]
+    assert rec["tokens_per_s"] > 0 and rec["ops_per_step"] > 0 and rec["gap_closed"] == 1.0
+    assert rec["threads"] == 1 and rec["parity64_error"] == 0.0 and rec["status"] == "ok"
+    assert rec["device"] == "cpu" and rec["device_name"] == "cpu"
+    text = (tmp_path / "why-gluon-is-faster.md").read_text()
+    assert f"{rec['tokens_per_s']:,.0f}" in text
+    assert (tmp_path / "explain.png").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["explain", "--threads", "0"], "positive int"),
+    (["explain", "--hidden", "256", "-3"], "positive int"),
+    (["explain", "--budget", "soon"], "positive float"),
+    (["explain", "--warmup", "-1"], "integer >= 0"),
+    (["explain", "--rungs", "turbo"], "invalid choice"),
+    (["explain", "--frameworks", "tensorflow"], "invalid choice"),
+    (["explain", "--device", "tpu"], "invalid choice"),
+])
+def test_cli_rejects_bad_values_in_one_line(argv, needle):
+    proc = subprocess.run([sys.executable, "-m", "bench", *argv], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+
+def test_a_device_the_framework_cannot_see_is_unavailable_not_an_error(tmp_path):
+    """A worker asked for a GPU where its framework sees none records why, per rung."""
+    backend_or_skip("torch")
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = ExplainConfig(hidden_sizes=(8,), frameworks=("torch",), rungs=("d2l", "builtin"),
+                        devices=("gpu",), threads=1, budget_s=0.05, min_repeats=2, warmup=0)
+    recs = explain.run_framework("torch", "gpu", cfg)
+    assert [r.status for r in recs] == ["unavailable", "unavailable"]
+    assert all("GPU" in r.error for r in recs)
+    text = explain_report.summary_table([explain.asdict(r) for r in recs])
+    assert "unavailable" in text

@@ -1,0 +1,254 @@
+"""The "why is the built-in faster" ladder in PyTorch: d2l's scratch LSTM language model, made
+faster one change at a time up to `nn.LSTM` (common/rungs.py describes the rungs).
+
+The `hand_vjp` rung adds a hand-written backward (recurrence.py), as JAX's fast path does.
+Every rung holds the same canonical parameters (the middle rungs in the fused layout,
+common.rungs.fuse_lstm) and trains them with the same head and step: one-hot inputs,
+`Y W_hq + b_q`, mean cross-entropy, backward, d2l's clipping, `torch.optim.SGD`. Only the
+recurrent layer differs, so a rung's speed is its layer's.
+
+The compiled rung scripts the hoisted loop with TorchScript, not `torch.compile`: TorchScript
+compiles in well under a second and needs no C++ toolchain, while inductor unrolls the 35 steps
+and took about a minute on the 2-core development machine for no steady-state gain there.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.config import LMConfig
+from common.errors import NotSupported
+from common.params import Params, sub_params
+from common.rungs import fuse_lstm, split_lstm
+
+from .cells import lstm_step
+from .convert import grads_from_native
+from .devices import resolve_device
+from .layers import builtin_code_path, make_builtin, run_direction
+from .lm import HEAD_KEYS, cross_entropy
+from .recurrence import hand_lstm
+from .train import clip_gradients
+
+RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "builtin")
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Profiler events that launch no kernel: views, allocation, metadata.
+NO_KERNEL = {"aten::empty", "aten::empty_strided", "aten::view", "aten::t", "aten::transpose",
+             "aten::select", "aten::slice", "aten::unbind", "aten::reshape", "aten::expand",
+             "aten::as_strided", "aten::detach", "aten::alias", "aten::_reshape_alias",
+             "aten::resolve_conj", "aten::resolve_neg", "aten::lift_fresh", "aten::unsqueeze",
+             "aten::squeeze", "aten::permute", "aten::numpy_T", "aten::_unsafe_view",
+             "aten::split", "aten::chunk", "aten::narrow", "aten::set_", "aten::result_type"}
+
+
+def lstm_pointwise(gates: torch.Tensor, C: torch.Tensor):
+    """d2l's LSTM from fused pre-activations `gates: (B, 4H)` (i, f, o, c) -> `(H', C')`."""
+    n = C.shape[1]
+    IFO = torch.sigmoid(gates[:, :3 * n])
+    C = IFO[:, n:2 * n] * C + IFO[:, :n] * torch.tanh(gates[:, 3 * n:])
+    return IFO[:, 2 * n:] * torch.tanh(C), C
+
+
+def hoisted_loop(XP: torch.Tensor, W_h: torch.Tensor, H: torch.Tensor, C: torch.Tensor):
+    """The recurrence once the inputs are projected: `XP: (T, B, 4H)` -> `(Y, H, C)`.
+
+    `unbind`, not `XP[t]`: the backward of T indexings is T full-size `(T, B, 4H)` gradients
+    summed (quadratic in T), that of one `unbind` a single stack.
+    """
+    outputs = []
+    for xp in XP.unbind(0):
+        H, C = lstm_pointwise(xp + H @ W_h, C)
+        outputs.append(H)
+    return torch.stack(outputs), H, C
+
+
+@functools.lru_cache(maxsize=None)
+def scripted_loop():
+    """`hoisted_loop` compiled by TorchScript (once per process)."""
+    return torch.jit.script(hoisted_loop)
+
+
+def d2l_layer(model, X, H, C):
+    """d2l's loop over the scratch cell (one matmul per gate and side)."""
+    Y, (H, C) = run_direction(lstm_step, sub_params(model.leaves, "l0."), X, (H, C))
+    return Y, H, C
+
+
+def fused_layer(model, X, H, C):
+    p, outputs = model.leaves, []
+    for x in X:
+        H, C = lstm_pointwise(x @ p["W_x"] + H @ p["W_h"] + p["b"], C)
+        outputs.append(H)
+    return torch.stack(outputs), H, C
+
+
+def hoisted_layer(model, X, H, C, loop=hoisted_loop):
+    p = model.leaves
+    return loop(X @ p["W_x"] + p["b"], p["W_h"], H, C)
+
+
+def compiled_layer(model, X, H, C):
+    return hoisted_layer(model, X, H, C, loop=scripted_loop())
+
+
+def hand_vjp_layer(model, X, H, C):
+    p = model.leaves
+    return hand_lstm(X @ p["W_x"] + p["b"], p["W_h"], H, C)
+
+
+def builtin_layer(model, X, H, C):
+    Y, (H, C) = model.module(X, (H[None], C[None]))
+    return Y, H[0], C[0]
+
+
+LAYERS = {"d2l": d2l_layer, "fused": fused_layer, "hoisted": hoisted_layer,
+          "compiled": compiled_layer, "hand_vjp": hand_vjp_layer, "builtin": builtin_layer}
+CODE_PATHS = {"d2l": "Python loop, torch ops, 8 matmuls per step",
+              "fused": "Python loop, torch ops, 2 matmuls per step",
+              "hoisted": "input matmul hoisted, Python loop, 1 matmul per step",
+              "compiled": "input matmul hoisted, loop scripted by TorchScript",
+              "hand_vjp": "input matmul hoisted, autograd.Function with hand-written backward, "
+                          "both loops scripted by TorchScript"}
+
+
+@dataclass
+class TorchRung:
+    """One rung's model: trainable leaf tensors by name (canonical, fused or torch's own)."""
+
+    rung: str
+    cfg: LMConfig
+    dtype: torch.dtype
+    device: torch.device
+    leaves: Dict[str, torch.Tensor]
+    module: Optional[nn.Module] = None
+    code_path: str = ""
+
+    def loss(self, ids: torch.Tensor, targets: torch.Tensor):
+        """`ids, targets: (B, T)` -> `(mean cross-entropy, logits (B, T, V))`, zero state."""
+        X = F.one_hot(ids.T, self.cfg.vocab_size).to(self.dtype)  # d2l: (T, B, V)
+        zeros = X.new_zeros((X.shape[1], self.cfg.hidden_size))
+        Y, _, _ = LAYERS[self.rung](self, X, zeros, zeros)
+        logits = (Y @ self.leaves["W_hq"] + self.leaves["b_q"]).transpose(0, 1)
+        return cross_entropy(logits, targets), logits
+
+    def canonical(self, named: Dict[str, np.ndarray]) -> Params:
+        """Gradients named as `leaves` -> canonical names (chain rule for the built-in)."""
+        if self.rung == "d2l":
+            return dict(named)
+        if self.rung != "builtin":
+            return split_lstm(named)
+        head = {k: v for k, v in named.items() if k in HEAD_KEYS}
+        native = {k: v for k, v in named.items() if k not in HEAD_KEYS}
+        return {**grads_from_native(self.cfg.layer_spec, native), **head}
+
+
+def check_config(cfg: LMConfig) -> None:
+    """The ladder is d2l's model: one LSTM layer over one-hot inputs."""
+    if cfg.cell != "lstm" or cfg.num_layers != 1 or cfg.embed_size is not None:
+        raise NotSupported("the ladder is written for d2l's one-layer LSTM over one-hot inputs, "
+                           f"not {cfg.layer_spec.label} with embed_size={cfg.embed_size}")
+
+
+def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
+          device: str = "cpu", steps: int = 35) -> TorchRung:
+    """Rung `rung` holding canonical LM `params` (NumPy) exactly; `steps` (T) is not needed
+    here (MXNet's compiled rung is unrolled for it)."""
+    check_config(cfg)
+    if rung not in RUNGS:
+        raise NotSupported(f"torch has no rung {rung!r}; it has {', '.join(RUNGS)}")
+    tdtype, dev = TORCH_DTYPES[dtype], resolve_device(device)
+    leaf = lambda a: torch.tensor(a, dtype=tdtype, device=dev, requires_grad=True)
+    if rung == "builtin":
+        layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
+        module = make_builtin(cfg.layer_spec, layer, tdtype, dev)
+        leaves = {k: leaf(v) for k, v in params.items() if k in HEAD_KEYS}
+        leaves.update(module.named_parameters())
+        return TorchRung(rung, cfg, tdtype, dev, leaves, module,
+                         builtin_code_path(cfg.layer_spec, tdtype, dev))
+    named = params if rung == "d2l" else fuse_lstm(params)
+    return TorchRung(rung, cfg, tdtype, dev, {k: leaf(v) for k, v in named.items()},
+                     code_path=CODE_PATHS[rung])
+
+
+def _ids(model: TorchRung, ids) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(ids), dtype=torch.long, device=model.device)
+
+
+def loss_and_grads(model: TorchRung, ids, targets):
+    """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks."""
+    for p in model.leaves.values():
+        p.grad = None
+    loss, logits = model.loss(_ids(model, ids), _ids(model, targets))
+    loss.backward()
+    grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in model.leaves.items()}
+    return float(loss.detach()), logits.detach().cpu().numpy(), model.canonical(grads)
+
+
+def make_step(model: TorchRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
+    """d2l's training step on one batch: forward, loss, backward, clipping, SGD; returns loss."""
+    ids, targets = _ids(model, ids), _ids(model, targets)
+    leaves = list(model.leaves.values())
+    optimizer = torch.optim.SGD(leaves, lr=lr)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = model.loss(ids, targets)
+        loss.backward()
+        clip_gradients([p.grad for p in leaves], clip)
+        optimizer.step()
+        return loss
+    return step
+
+
+def sync(model: TorchRung) -> Callable[[object], None]:
+    """The barrier a timed step ends with: `torch.cuda.synchronize` on CUDA, else nothing."""
+    if model.device.type == "cuda":
+        return lambda _: torch.cuda.synchronize(model.device)
+    return lambda _: None
+
+
+def count_ops(model: TorchRung, step: Callable[[], object]):
+    """Kernels one training step launches -> `(count, how it was counted)`.
+
+    CUDA: the profiler's device kernels. CPU: the outermost ATen operators (an `aten::mm`
+    called by `aten::matmul` is the same product), without views, allocations and metadata.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    cuda = model.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        sync(model)(step())
+    events = prof.events()
+    if cuda:
+        count = sum(1 for e in events if e.device_type.name == "CUDA")
+        return count, "torch.profiler CUDA kernels"
+    count = sum(1 for e in events if _is_outer_aten(e))
+    return count, "torch.profiler outermost ATen ops (no views, allocations)"
+
+
+def _is_outer_aten(event) -> bool:
+    if not event.name.startswith("aten::") or event.name in NO_KERNEL:
+        return False
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
+def runtime_info(device: str = "cpu") -> dict:
+    """Versions, device and threads as this process sees them, for the records."""
+    dev = resolve_device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return {"versions": {"torch": torch.__version__}, "device": name,
+            "threads": torch.get_num_threads()}
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
