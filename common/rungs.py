@@ -14,7 +14,8 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from .config import DTYPES, check_choice
+from .config import DTYPES, LMConfig, check_choice
+from .errors import NotSupported
 from .params import Params
 
 
@@ -139,3 +140,24 @@ def gap_closed(seconds: float, d2l_seconds: float, builtin_seconds: float) -> fl
     0 at d2l's loop, 1 at the built-in (above 1 when faster than the built-in)."""
     gap = d2l_seconds - builtin_seconds
     return float("nan") if gap == 0 else (d2l_seconds - seconds) / gap
+
+
+def check_config(cfg: LMConfig) -> None:
+    """The ladder is d2l's model: one LSTM layer over one-hot inputs."""
+    if cfg.cell != "lstm" or cfg.num_layers != 1 or cfg.embed_size is not None:
+        raise NotSupported("the ladder is written for d2l's one-layer LSTM over one-hot inputs, "
+                           f"not {cfg.layer_spec.label} with embed_size={cfg.embed_size}")
+
+
+def canonical_grads(rung: str, cfg: LMConfig, named: Params, grads_from_native,
+                    head_keys) -> Params:
+    """A rung's gradients by its own names -> canonical names: d2l's are canonical already,
+    the fused rungs' are split per gate, the built-in's layer goes through `grads_from_native`
+    (the framework's chain rule) and its head (`head_keys`) stays as it is."""
+    if rung == "d2l":
+        return dict(named)
+    if rung != "builtin":
+        return split_lstm(named)
+    head = {k: v for k, v in named.items() if k in head_keys}
+    native = {k: v for k, v in named.items() if k not in head_keys}
+    return {**grads_from_native(cfg.layer_spec, native), **head}

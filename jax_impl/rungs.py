@@ -24,7 +24,7 @@ import numpy as np
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
-from common.rungs import fuse_lstm, split_lstm
+from common.rungs import canonical_grads, check_config, fuse_lstm
 
 from .cells import SPLITS, lstm_pointwise, lstm_step
 from .convert import grads_from_native, to_native
@@ -145,20 +145,7 @@ class JaxRung:
 
     def canonical(self, named: Dict[str, np.ndarray]) -> Params:
         """Gradients named as `params` -> canonical names (one path each for the built-in)."""
-        if self.rung == "d2l":
-            return dict(named)
-        if self.rung != "builtin":
-            return split_lstm(named)
-        head = {k: v for k, v in named.items() if k in HEAD_KEYS}
-        native = {k: v for k, v in named.items() if k not in HEAD_KEYS}
-        return {**grads_from_native(self.cfg.layer_spec, native), **head}
-
-
-def check_config(cfg: LMConfig) -> None:
-    """The ladder is d2l's model: one LSTM layer over one-hot inputs."""
-    if cfg.cell != "lstm" or cfg.num_layers != 1 or cfg.embed_size is not None:
-        raise NotSupported("the ladder is written for d2l's one-layer LSTM over one-hot inputs, "
-                           f"not {cfg.layer_spec.label} with embed_size={cfg.embed_size}")
+        return canonical_grads(self.rung, self.cfg, named, grads_from_native, HEAD_KEYS)
 
 
 def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",

@@ -22,7 +22,7 @@ import numpy as np
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
-from common.rungs import FUSED_KEYS, fuse_lstm, split_lstm
+from common.rungs import FUSED_KEYS, canonical_grads, check_config, fuse_lstm
 
 from ._mx import mx
 from .adapter import builtin_code_path, openmp_counts
@@ -176,22 +176,9 @@ class MXNetRung:
 
     def canonical(self, named: Dict[str, np.ndarray]) -> Params:
         """Gradients named as `leaves` -> canonical names (chain rule for the built-in)."""
-        if self.rung == "d2l":
-            return dict(named)
-        if self.rung == "builtin":
-            head = {k: v for k, v in named.items() if k in HEAD_KEYS}
-            native = {k: v for k, v in named.items() if k not in HEAD_KEYS}
-            return {**grads_from_native(self.cfg.layer_spec, native), **head}
         if self.rung in TRANSPOSED:
             named = {k: (v.T if k in ("W_x", "W_h") else v) for k, v in named.items()}
-        return split_lstm(named)
-
-
-def check_config(cfg: LMConfig) -> None:
-    """The ladder is d2l's model: one LSTM layer over one-hot inputs."""
-    if cfg.cell != "lstm" or cfg.num_layers != 1 or cfg.embed_size is not None:
-        raise NotSupported("the ladder is written for d2l's one-layer LSTM over one-hot inputs, "
-                           f"not {cfg.layer_spec.label} with embed_size={cfg.embed_size}")
+        return canonical_grads(self.rung, self.cfg, named, grads_from_native, HEAD_KEYS)
 
 
 def _attached(values: Params, dtype: str, ctx) -> Dict[str, Tuple[object, object]]:

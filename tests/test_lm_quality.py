@@ -1,5 +1,4 @@
 """The lm-quality presets and table (the runs themselves are benchmarks, not tests)."""
-import pytest
 
 from bench import lm_quality
 from common.config import LMConfig
