@@ -151,6 +151,37 @@ def from_layer_params(layer: Params, side: str, k: int) -> Params:
     return {f"{side}.l{k}." + key[len("l0."):]: v for key, v in layer.items()}
 
 
+def dropout_scales(cfg: "Seq2SeqConfig", src_shape, dec_shape, p: float, seed: int,
+                   step: int, dtype="float32") -> Dict[str, np.ndarray]:
+    """Inverted-dropout multipliers for the inputs of layers 1..L-1 of each side at training step
+    `step`: `{"encoder.l1": (Ts, B, H), "decoder.l1": (T, B, H), ...}` of 0 and `1/(1-p)`, drawn
+    in NumPy from (seed, step, side, layer), so every framework drops the same units and trains
+    the same experiment. Empty when `p == 0` or there is one layer. Shapes: ids `(B, T)`."""
+    out = {}
+    if not p:
+        return out
+    for side, (B, T) in zip(SIDES, (src_shape, dec_shape)):
+        for k in range(1, cfg.num_layers):
+            rng = np.random.default_rng([seed, step, SIDES.index(side), k])
+            keep = rng.random((T, B, cfg.hidden_size)) >= p
+            out[f"{side}.l{k}"] = (keep / (1.0 - p)).astype(dtype)
+    return out
+
+
+class DropoutDraws:
+    """A trainer's dropout: `next(src, dec_in)` gives the `dropout_scales` of the next training
+    step (float64; the framework casts them), counting steps from 0."""
+
+    def __init__(self, cfg: "Seq2SeqConfig", p: float, seed: int):
+        self.cfg, self.p, self.seed, self.step = cfg, p, seed, 0
+
+    def next(self, src, dec_in) -> Dict[str, np.ndarray]:
+        out = dropout_scales(self.cfg, np.shape(src), np.shape(dec_in), self.p, self.seed,
+                             self.step, "float64")
+        self.step += 1
+        return out
+
+
 def label_mask(label_valid_len, num_steps: int, dtype="float32") -> np.ndarray:
     """1 where a label counts, 0 on padding: `(B,)` valid lengths -> `(B, num_steps)`."""
     valid = np.asarray(label_valid_len).reshape(-1, 1)

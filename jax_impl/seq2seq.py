@@ -30,21 +30,14 @@ from jax import lax
 
 from common.errors import NotSupported
 from common.params import Params, cast_params, sub_params
-from common.seq2seq import (HEAD_KEYS, SIDES, Seq2SeqConfig, check_ids, check_seq2seq_params,
-                            from_layer_params, label_mask, layer_params, truncate_at_eos)
+from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
+                            check_seq2seq_params, from_layer_params, label_mask, layer_params,
+                            truncate_at_eos)
 
 from .convert import from_native, grads_from_native, to_native
 from .devices import compute_scope, resolve_device
 from .layers import (builtin_code_path, builtin_forward, make_builtin, scratch_code_path,
                      scratch_forward)
-
-
-def _dropout(X, p: float, key):
-    """Inverted dropout; identity when `p == 0` or `key is None` (not training)."""
-    if not p or key is None:
-        return X
-    keep = jax.random.bernoulli(key, 1.0 - p, X.shape)
-    return jnp.where(keep, X / (1.0 - p), jnp.zeros_like(X))
 
 
 def run_layer(cfg: Seq2SeqConfig, params, side: str, k: int, X, state):
@@ -58,42 +51,38 @@ def run_layer(cfg: Seq2SeqConfig, params, side: str, k: int, X, state):
     return Y, finals[0]
 
 
-def run_stack(cfg: Seq2SeqConfig, params, side: str, X, states=None, dropout=0.0, key=None):
-    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`."""
+def run_stack(cfg: Seq2SeqConfig, params, side: str, X, states=None, drops=None):
+    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`;
+    `drops`: common.seq2seq.dropout_scales of this step as arrays (None: no dropout)."""
     finals = []
     for k in range(cfg.num_layers):
-        if k:
-            X = _dropout(X, dropout, None if key is None else jax.random.fold_in(key, k))
+        if k and drops:
+            X = X * drops[f"{side}.l{k}"]
         X, final = run_layer(cfg, params, side, k, X, None if states is None else states[k])
         finals.append(final)
     return X, finals
 
 
-def _split(key):
-    return (None, None) if key is None else tuple(jax.random.split(key))
-
-
-def encode(cfg: Seq2SeqConfig, params, src, dropout=0.0, key=None):
+def encode(cfg: Seq2SeqConfig, params, src, drops=None):
     """`src: (B, Ts)` int array -> the encoder's final states `[(B, H)] * L`."""
     X = jnp.take(params["encoder.embedding"], src.T, axis=0)
-    return run_stack(cfg, params, "encoder", X, None, dropout, key)[1]
+    return run_stack(cfg, params, "encoder", X, None, drops)[1]
 
 
-def decode(cfg: Seq2SeqConfig, params, dec_in, context, states, dropout=0.0, key=None):
+def decode(cfg: Seq2SeqConfig, params, dec_in, context, states, drops=None):
     """`dec_in: (B, T)`, context `(B, H)`, states `[(B, H)] * L` ->
     `(logits: (B, T, Vt), states)`."""
     emb = jnp.take(params["decoder.embedding"], dec_in.T, axis=0)
     X = jnp.concatenate([emb, jnp.broadcast_to(context, emb.shape[:2] + context.shape[1:])], -1)
-    Y, states = run_stack(cfg, params, "decoder", X, states, dropout, key)
+    Y, states = run_stack(cfg, params, "decoder", X, states, drops)
     logits = Y @ params["decoder.W_hq"] + params["decoder.b_q"]
     return jnp.swapaxes(logits, 0, 1), states
 
 
-def logits_of(cfg: Seq2SeqConfig, params, src, dec_in, dropout=0.0, key=None):
+def logits_of(cfg: Seq2SeqConfig, params, src, dec_in, drops=None):
     """Teacher-forced logits `(B, T, Vt)` of `src: (B, Ts)`, `dec_in: (B, T)`."""
-    enc_key, dec_key = _split(key)
-    finals = encode(cfg, params, src, dropout, enc_key)
-    return decode(cfg, params, dec_in, finals[-1], finals, dropout, dec_key)[0]
+    finals = encode(cfg, params, src, drops)
+    return decode(cfg, params, dec_in, finals[-1], finals, drops)[0]
 
 
 def masked_loss(logits, label, mask):
@@ -103,8 +92,8 @@ def masked_loss(logits, label, mask):
     return (nll * mask).sum() / mask.sum()
 
 
-def loss_fn(cfg, params, src, dec_in, label, mask, dropout=0.0, key=None):
-    return masked_loss(logits_of(cfg, params, src, dec_in, dropout, key), label, mask)
+def loss_fn(cfg, params, src, dec_in, label, mask, drops=None):
+    return masked_loss(logits_of(cfg, params, src, dec_in, drops), label, mask)
 
 
 forward_jit = jax.jit(logits_of, static_argnums=0)
@@ -124,11 +113,12 @@ def adam(lr: float) -> optax.GradientTransformation:
     return optax.adam(lr)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def train_step(cfg, lr, clip, dropout, params, opt_state, key, src, dec_in, label, mask):
-    """One Adam step on the masked loss, jitted whole: `(params, opt_state, loss)`."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def train_step(cfg, lr, clip, params, opt_state, drops, src, dec_in, label, mask):
+    """One Adam step on the masked loss, jitted whole: `(params, opt_state, loss)`; `drops`: the
+    step's dropout multipliers (a dict of arrays, empty without dropout)."""
     loss, grads = jax.value_and_grad(loss_fn, argnums=1)(cfg, params, src, dec_in, label, mask,
-                                                         dropout, key)
+                                                         drops)
     if clip is not None:
         grads = clip_gradients(grads, clip)
     updates, opt_state = adam(lr).update(grads, opt_state, params)
@@ -256,24 +246,25 @@ def loss_grads(model: JaxSeq2Seq, src, dec_in, label, label_valid_len):
 
 
 class Trainer:
-    """optax's Adam on every parameter, d2l's global-norm clipping, inter-layer dropout from a
-    `jax.random` key split per step; the whole step is one jitted function (`train_step`).
+    """optax's Adam on every parameter, d2l's global-norm clipping, inter-layer dropout with masks
+    drawn in NumPy (common.seq2seq.DropoutDraws, the same in every framework); the whole step is
+    one jitted function (`train_step`).
     `step(src, dec_in, label, label_valid_len) -> loss` replaces `model.params`."""
 
     def __init__(self, model: JaxSeq2Seq, lr: float, clip: Optional[float], dropout: float,
                  seed: int):
-        self.model, self.static = model, (model.cfg, float(lr), clip, float(dropout))
+        self.model, self.static = model, (model.cfg, float(lr), clip)
+        self.draws = DropoutDraws(model.cfg, dropout, seed)
         with model.scope():
             self.opt_state = adam(float(lr)).init(model.params)
-            self.key = jax.random.key(seed)
 
     def step(self, src, dec_in, label, label_valid_len) -> float:
         model = self.model
         with model.scope():
             batch = model.batch(src, dec_in, label, label_valid_len)
-            self.key, key = jax.random.split(self.key)
+            drops = {k: model.array(v) for k, v in self.draws.next(src, dec_in).items()}
             model.params, self.opt_state, loss = train_step(*self.static, model.params,
-                                                            self.opt_state, key, *batch)
+                                                            self.opt_state, drops, *batch)
             return float(loss)
 
     def params(self) -> Params:

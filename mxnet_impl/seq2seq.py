@@ -20,8 +20,9 @@ import numpy as np
 
 from common.errors import NotSupported
 from common.params import Params, cast_params, sub_params
-from common.seq2seq import (HEAD_KEYS, SIDES, Seq2SeqConfig, check_ids, check_seq2seq_params,
-                            from_layer_params, label_mask, layer_params, truncate_at_eos)
+from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
+                            check_seq2seq_params, from_layer_params, label_mask, layer_params,
+                            truncate_at_eos)
 
 from ._mx import mx
 from .adapter import builtin_code_path, mxnet_error_text
@@ -61,17 +62,12 @@ class MXNetSeq2Seq:
         return to_nd(check_ids(ids, vocab_size, name), self.ctx, "int64")
 
 
-def _dropout(X, p: float, training: bool):
-    """Inverted dropout (MXNet's seeded RNG, `mx.random.seed`); identity unless training."""
-    return nd.Dropout(X, p=p) if (p and training) else X
-
-
-def run_stack(model: MXNetSeq2Seq, arrays, side: str, X, states=None, dropout=0.0,
-              training=False):
-    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`."""
+def run_stack(model: MXNetSeq2Seq, arrays, side: str, X, states=None, drops=None):
+    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`;
+    `drops`: common.seq2seq.dropout_scales of this step as nd arrays (None: no dropout)."""
     finals = []
     for k in range(model.cfg.num_layers):
-        X = X if k == 0 else _dropout(X, dropout, training)
+        X = X * drops[f"{side}.l{k}"] if (k and drops) else X
         spec, state = model.cfg.layer_spec(side, k), None if states is None else [states[k]]
         if model.nets:
             X, final = builtin_forward(model.nets[f"{side}.l{k}"], spec, X, state)
@@ -87,28 +83,27 @@ def _embed(table, ids):
     return nd.Embedding(ids.T, table, input_dim=V, output_dim=E, dtype=table.dtype)
 
 
-def encode(model: MXNetSeq2Seq, arrays, src, dropout=0.0, training=False):
+def encode(model: MXNetSeq2Seq, arrays, src, drops=None):
     """`src: (B, Ts)` int nd array -> the encoder's final states `[(B, H)] * L`."""
     X = _embed(arrays["encoder.embedding"], src)
-    return run_stack(model, arrays, "encoder", X, None, dropout, training)[1]
+    return run_stack(model, arrays, "encoder", X, None, drops)[1]
 
 
-def decode(model: MXNetSeq2Seq, arrays, dec_in, context, states, dropout=0.0, training=False):
+def decode(model: MXNetSeq2Seq, arrays, dec_in, context, states, drops=None):
     """`dec_in: (B, T)`, context `(B, H)`, states `[(B, H)] * L` ->
     `(logits: (B, T, Vt), states)`."""
     emb = _embed(arrays["decoder.embedding"], dec_in)
     ctx = nd.broadcast_to(context.expand_dims(0), shape=(emb.shape[0],) + context.shape)
-    Y, states = run_stack(model, arrays, "decoder", nd.concat(emb, ctx, dim=2), states, dropout,
-                          training)
+    Y, states = run_stack(model, arrays, "decoder", nd.concat(emb, ctx, dim=2), states, drops)
     head = {"W_hq": arrays["decoder.W_hq"], "b_q": arrays["decoder.b_q"]}
     return nd.swapaxes(output_layer(head, Y), 0, 1), states
 
 
-def logits_of(model: MXNetSeq2Seq, src, dec_in, dropout=0.0, training=False):
+def logits_of(model: MXNetSeq2Seq, src, dec_in, drops=None):
     """Teacher-forced logits `(B, T, Vt)` of int nd arrays `src: (B, Ts)`, `dec_in: (B, T)`."""
     arrays = model.arrays()
-    finals = encode(model, arrays, src, dropout, training)
-    return decode(model, arrays, dec_in, finals[-1], finals, dropout, training)[0]
+    finals = encode(model, arrays, src, drops)
+    return decode(model, arrays, dec_in, finals[-1], finals, drops)[0]
 
 
 def masked_loss(logits, label, mask):
@@ -165,7 +160,7 @@ def forward(model: MXNetSeq2Seq, src, dec_in) -> np.ndarray:
                      model.ids(dec_in, cfg.tgt_vocab_size, "decoder input")).asnumpy()
 
 
-def loss_and_backward(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len, dropout=0.0):
+def loss_and_backward(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len, drops=None):
     """Forward, masked loss and backward: gradients left in the `Parameter`s; nd scalar loss."""
     cfg, label = model.cfg, np.asarray(label)
     src, dec_in = (model.ids(src, cfg.src_vocab_size, "source"),
@@ -173,7 +168,7 @@ def loss_and_backward(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len, 
     label_nd = model.ids(label, cfg.tgt_vocab_size, "label")
     mask = to_nd(label_mask(label_valid_len, label.shape[1], model.dtype), model.ctx, model.dtype)
     with mx.autograd.record():
-        loss = masked_loss(logits_of(model, src, dec_in, dropout, True), label_nd, mask)
+        loss = masked_loss(logits_of(model, src, dec_in, drops), label_nd, mask)
     loss.backward()
     return loss
 
@@ -194,25 +189,24 @@ def duplicate_bias_masks(model: MXNetSeq2Seq) -> Dict[str, np.ndarray]:
 
 
 class Trainer:
-    """Gluon's Adam on every parameter, d2l's global-norm clipping, inter-layer dropout;
-    `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place.
-
-    Dropout draws from MXNet's global generator, which `seed` reseeds (`mx.random.seed`) for
-    this model's context: MXNet has no generator object to keep apart. Adam: see train.py.
-    """
+    """Gluon's Adam on every parameter, d2l's global-norm clipping, inter-layer dropout with masks
+    drawn in NumPy (common.seq2seq.DropoutDraws, the same in every framework);
+    `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place. Adam: see
+    train.py."""
 
     def __init__(self, model: MXNetSeq2Seq, lr: float, clip: Optional[float], dropout: float,
                  seed: int):
-        self.model, self.clip, self.dropout = model, clip, dropout
+        self.model, self.clip, self.draws = model, clip, DropoutDraws(model.cfg, dropout, seed)
         leaves = model.leaves()
         self.grads = [p.grad(model.ctx) for p in leaves.values()]
         self.masks = [(leaves[name].grad(model.ctx), to_nd(mask, model.ctx, model.dtype))
                       for name, mask in duplicate_bias_masks(model).items()]
         self.trainer = mx.gluon.Trainer(list(leaves.values()), "adam", {"learning_rate": lr})
-        mx.random.seed(seed, ctx=model.ctx)
 
     def step(self, src, dec_in, label, label_valid_len) -> float:
-        loss = loss_and_backward(self.model, src, dec_in, label, label_valid_len, self.dropout)
+        drops = {k: to_nd(v, self.model.ctx, self.model.dtype)
+                 for k, v in self.draws.next(src, dec_in).items()}
+        loss = loss_and_backward(self.model, src, dec_in, label, label_valid_len, drops)
         for grad, mask in self.masks:
             grad *= mask
         if self.clip is not None:

@@ -289,6 +289,44 @@ def test_dropout_is_active_while_training_and_seeded(backend):
     assert first == again and first != other and first != quiet
 
 
+@pytest.fixture(scope="module")
+def torch_two_dropout_steps():
+    return _two_steps("torch", "scratch", dropout=0.3, seed=5)
+
+
+@pytest.mark.parametrize("backend,impl", [("torch", "builtin"), ("jax", "scratch"),
+                                          ("jax", "builtin")], ids=lambda x: x)
+def test_dropout_drops_the_same_units_in_every_framework(backend, impl, torch_two_dropout_steps):
+    """The masks come from NumPy (common.seq2seq.DropoutDraws), so training with dropout is the
+    same experiment in every framework: same losses and parameters after two steps."""
+    losses, params = _two_steps(backend, impl, dropout=0.3, seed=5)
+    np.testing.assert_allclose(losses, torch_two_dropout_steps[0], rtol=0, atol=1e-12)
+    for k, v in torch_two_dropout_steps[1].items():
+        np.testing.assert_allclose(params[k], v, rtol=0, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("impl", ["scratch", "builtin"])
+def test_mxnet_dropout_loss_equals_torchs(impl, torch_two_dropout_steps):
+    """MXNet's Adam differs in its epsilon (see above), so compare the first step's loss only."""
+    losses, _ = _two_steps("mxnet", impl, dropout=0.3, seed=5)
+    np.testing.assert_allclose(losses[0], torch_two_dropout_steps[0][0], rtol=0, atol=1e-12)
+
+
+def test_dropout_scales_are_zero_or_inverse_keep_and_seeded():
+    from common.seq2seq import Seq2SeqConfig, dropout_scales
+    cfg = Seq2SeqConfig("scratch", src_vocab_size=5, tgt_vocab_size=6, embed_size=3,
+                        hidden_size=4, num_layers=3)
+    d = dropout_scales(cfg, (2, 7), (2, 5), 0.2, seed=1, step=3)
+    assert sorted(d) == ["decoder.l1", "decoder.l2", "encoder.l1", "encoder.l2"]
+    assert d["encoder.l1"].shape == (7, 2, 4) and d["decoder.l2"].shape == (5, 2, 4)
+    assert set(np.unique(np.concatenate([v.ravel() for v in d.values()]))) <= {0.0, 1.25}
+    again = dropout_scales(cfg, (2, 7), (2, 5), 0.2, seed=1, step=3)
+    other = dropout_scales(cfg, (2, 7), (2, 5), 0.2, seed=1, step=4)
+    assert all((again[k] == v).all() for k, v in d.items())
+    assert any((other[k] != v).any() for k, v in d.items())
+    assert dropout_scales(cfg, (2, 7), (2, 5), 0.0, seed=1, step=3) == {}
+
+
 # ---------------------------------------------------------------- the parity section
 
 def test_parity_section_passes_and_catches_swapped_gates(monkeypatch):

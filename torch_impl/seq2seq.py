@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.params import Params, cast_params, sub_params
-from common.seq2seq import (HEAD_KEYS, SIDES, Seq2SeqConfig, check_ids, check_seq2seq_params,
-                            from_layer_params, label_mask, layer_params, truncate_at_eos)
+from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
+                            check_seq2seq_params, from_layer_params, label_mask, layer_params,
+                            truncate_at_eos)
 
 from .convert import NATIVE_GATES, from_native, grads_from_native
 from .devices import resolve_device
@@ -61,19 +62,12 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()  # on CPU .numpy() aliases the tensor
 
 
-def _dropout(X, p: float, gen: Optional[torch.Generator]):
-    """Inverted dropout with a seeded generator; identity when `p == 0` or not training."""
-    if not p or gen is None:
-        return X
-    keep = torch.empty_like(X).bernoulli_(1.0 - p, generator=gen)
-    return X * keep / (1.0 - p)
-
-
-def run_stack(model: TorchSeq2Seq, side: str, X, states=None, dropout=0.0, gen=None):
-    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`."""
+def run_stack(model: TorchSeq2Seq, side: str, X, states=None, drops=None):
+    """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`;
+    `drops`: common.seq2seq.dropout_scales of this step as tensors (None: no dropout)."""
     finals = []
     for k in range(model.cfg.num_layers):
-        X = X if k == 0 else _dropout(X, dropout, gen)
+        X = X * drops[f"{side}.l{k}"] if (k and drops) else X
         spec, state = model.cfg.layer_spec(side, k), None if states is None else [states[k]]
         if model.modules:
             X, final = builtin_forward(spec, model.modules[f"{side}.l{k}"], X, state)
@@ -83,26 +77,26 @@ def run_stack(model: TorchSeq2Seq, side: str, X, states=None, dropout=0.0, gen=N
     return X, finals
 
 
-def encode(model: TorchSeq2Seq, src, dropout=0.0, gen=None):
+def encode(model: TorchSeq2Seq, src, drops=None):
     """`src: (B, Ts)` long tensor -> the encoder's final states `[(B, H)] * L`."""
     X = F.embedding(src.T, model.params["encoder.embedding"])
-    return run_stack(model, "encoder", X, None, dropout, gen)[1]
+    return run_stack(model, "encoder", X, None, drops)[1]
 
 
-def decode(model: TorchSeq2Seq, dec_in, context, states, dropout=0.0, gen=None):
+def decode(model: TorchSeq2Seq, dec_in, context, states, drops=None):
     """`dec_in: (B, T)`, context `(B, H)`, states `[(B, H)] * L` ->
     `(logits: (B, T, Vt), states)`."""
     emb = F.embedding(dec_in.T, model.params["decoder.embedding"])
     X = torch.cat([emb, context.expand(emb.shape[0], -1, -1)], dim=-1)
-    Y, states = run_stack(model, "decoder", X, states, dropout, gen)
+    Y, states = run_stack(model, "decoder", X, states, drops)
     logits = Y @ model.params["decoder.W_hq"] + model.params["decoder.b_q"]
     return logits.transpose(0, 1), states
 
 
-def logits_of(model: TorchSeq2Seq, src, dec_in, dropout=0.0, gen=None):
+def logits_of(model: TorchSeq2Seq, src, dec_in, drops=None):
     """Teacher-forced logits `(B, T, Vt)` of tensors `src: (B, Ts)`, `dec_in: (B, T)`."""
-    finals = encode(model, src, dropout, gen)
-    return decode(model, dec_in, finals[-1], finals, dropout, gen)[0]
+    finals = encode(model, src, drops)
+    return decode(model, dec_in, finals[-1], finals, drops)[0]
 
 
 def masked_loss(logits, label, mask):
@@ -156,11 +150,11 @@ def forward(model: TorchSeq2Seq, src, dec_in) -> np.ndarray:
     return np.ascontiguousarray(_numpy(logits))
 
 
-def _loss(model: TorchSeq2Seq, src, dec_in, label, label_valid_len, dropout=0.0, gen=None):
+def _loss(model: TorchSeq2Seq, src, dec_in, label, label_valid_len, drops=None):
     cfg = model.cfg
     label = np.asarray(label)
     logits = logits_of(model, model.ids(src, cfg.src_vocab_size, "source"),
-                       model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"), dropout, gen)
+                       model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"), drops)
     mask = model.array(label_mask(label_valid_len, label.shape[1]))
     return masked_loss(logits, model.ids(label, cfg.tgt_vocab_size, "label"), mask)
 
@@ -185,22 +179,22 @@ def duplicate_bias_masks(model: TorchSeq2Seq) -> Dict[str, torch.Tensor]:
 
 
 class Trainer:
-    """Adam on every parameter, d2l's global-norm clipping, inter-layer dropout from a seeded
-    generator; `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place."""
+    """Adam on every parameter, d2l's global-norm clipping, inter-layer dropout with masks drawn
+    in NumPy (common.seq2seq.DropoutDraws, the same in every framework); `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place."""
 
     def __init__(self, model: TorchSeq2Seq, lr: float, clip: Optional[float], dropout: float,
                  seed: int):
-        self.model, self.clip, self.dropout = model, clip, dropout
+        self.model, self.clip, self.draws = model, clip, DropoutDraws(model.cfg, dropout, seed)
         leaves = model.leaves()
         self.leaves = list(leaves.values())
         self.masks = [(leaves[name], mask) for name, mask in duplicate_bias_masks(model).items()]
         self.optimizer = torch.optim.Adam(self.leaves, lr=lr)
-        self.gen = torch.Generator(device=model.device).manual_seed(seed)
 
     def step(self, src, dec_in, label, label_valid_len) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            loss = _loss(self.model, src, dec_in, label, label_valid_len, self.dropout, self.gen)
+            drops = {k: self.model.array(v) for k, v in self.draws.next(src, dec_in).items()}
+            loss = _loss(self.model, src, dec_in, label, label_valid_len, drops)
         loss.backward()
         for param, mask in self.masks:
             param.grad.mul_(mask)
