@@ -151,6 +151,18 @@ def load_params(path) -> Tuple[Params, dict]:
     return params, meta
 
 
+LM_HEAD_KEYS = ("embedding", "W_hq", "b_q")  # a language model's keys outside the layer stack
+
+
+def lm_canonical(layer_spec: LayerSpec, named: Params, read) -> Params:
+    """A language model's arrays, its layer stack by a built-in's native names -> canonical
+    names: the stack through `read` (the framework's `from_native`, or `grads_from_native` for
+    gradients), the head (`LM_HEAD_KEYS`) as it is."""
+    head = {k: v for k, v in named.items() if k in LM_HEAD_KEYS}
+    native = {k: v for k, v in named.items() if k not in LM_HEAD_KEYS}
+    return {**read(layer_spec, native), **head}
+
+
 def lm_param_shapes(cfg) -> Dict[str, Tuple[int, ...]]:
     """Canonical keys of a language model (`common.config.LMConfig`): the layer stack, the
     optional `embedding (V, E)`, and the output layer `W_hq (H, V)`, `b_q (V)`."""

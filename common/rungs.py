@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import DTYPES, LMConfig, check_choice
 from .errors import NotSupported
-from .params import Params
+from .params import Params, lm_canonical
 
 
 @dataclass(frozen=True)
@@ -149,15 +149,12 @@ def check_config(cfg: LMConfig) -> None:
                            f"not {cfg.layer_spec.label} with embed_size={cfg.embed_size}")
 
 
-def canonical_grads(rung: str, cfg: LMConfig, named: Params, grads_from_native,
-                    head_keys) -> Params:
+def canonical_grads(rung: str, cfg: LMConfig, named: Params, grads_from_native) -> Params:
     """A rung's gradients by its own names -> canonical names: d2l's are canonical already,
     the fused rungs' are split per gate, the built-in's layer goes through `grads_from_native`
-    (the framework's chain rule) and its head (`head_keys`) stays as it is."""
+    (the framework's chain rule) and its head stays as it is."""
     if rung == "d2l":
         return dict(named)
     if rung != "builtin":
         return split_lstm(named)
-    head = {k: v for k, v in named.items() if k in head_keys}
-    native = {k: v for k, v in named.items() if k not in head_keys}
-    return {**grads_from_native(cfg.layer_spec, native), **head}
+    return lm_canonical(cfg.layer_spec, named, grads_from_native)

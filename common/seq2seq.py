@@ -19,7 +19,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from .config import DTYPES, GRU_VARIANTS, IMPLS, LayerSpec, check_choice
-from .params import Params, check_params, param_shapes
+from .params import Params, check_params, param_shapes, sub_params
 
 SIDES = ("encoder", "decoder")
 HEAD_KEYS = ("encoder.embedding", "decoder.embedding", "decoder.W_hq", "decoder.b_q")
@@ -180,6 +180,18 @@ class DropoutDraws:
                              self.step, "float64")
         self.step += 1
         return out
+
+
+def seq2seq_canonical(cfg: "Seq2SeqConfig", named: Params, read) -> Params:
+    """A built-in encoder-decoder's arrays (`{side}.l{k}.` + native names, and the head) ->
+    canonical names, each layer through `read` (the framework's `from_native`, or
+    `grads_from_native` for gradients)."""
+    out = {k: named[k] for k in HEAD_KEYS}
+    for side in SIDES:
+        for k in range(cfg.num_layers):
+            native = sub_params(named, f"{side}.l{k}.")
+            out.update(from_layer_params(read(cfg.layer_spec(side, k), native), side, k))
+    return out
 
 
 def label_mask(label_valid_len, num_steps: int, dtype="float32") -> np.ndarray:

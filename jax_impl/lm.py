@@ -25,14 +25,14 @@ import numpy as np
 
 from common.config import LMConfig
 from common.errors import NotSupported
-from common.params import Params, prefixes
+from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
 
 from .convert import from_native, grads_from_native, to_native
 from .devices import compute_scope
 from .layers import (builtin_code_path, builtin_forward, make_builtin, scratch_code_path,
                      scratch_forward)
 
-HEAD_KEYS = ("embedding", "W_hq", "b_q")  # canonical keys outside the layer stack
+HEAD_KEYS = LM_HEAD_KEYS  # canonical keys outside the layer stack
 
 
 def one_hot_or_embed(cfg: LMConfig, params, ids: jax.Array) -> jax.Array:
@@ -140,10 +140,7 @@ class JaxLM:
         """NumPy arrays named as `params` -> canonical names (gradients by the chain rule)."""
         if self.cfg.impl == "scratch":
             return dict(named)
-        head = {k: v for k, v in named.items() if k in HEAD_KEYS}
-        native = {k: v for k, v in named.items() if k not in HEAD_KEYS}
-        read = grads_from_native if grads else from_native
-        return {**read(self.cfg.layer_spec, native), **head}
+        return lm_canonical(self.cfg.layer_spec, named, grads_from_native if grads else from_native)
 
     def canonical_params(self) -> Params:
         """The current parameters in canonical form (writable NumPy copies)."""

@@ -145,7 +145,7 @@ class JaxRung:
 
     def canonical(self, named: Dict[str, np.ndarray]) -> Params:
         """Gradients named as `params` -> canonical names (one path each for the built-in)."""
-        return canonical_grads(self.rung, self.cfg, named, grads_from_native, HEAD_KEYS)
+        return canonical_grads(self.rung, self.cfg, named, grads_from_native)
 
 
 def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",

@@ -31,7 +31,7 @@ from jax import lax
 from common.errors import NotSupported
 from common.params import Params, cast_params, sub_params
 from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
-                            check_seq2seq_params, from_layer_params, label_mask, layer_params,
+                            check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
 from .convert import from_native, grads_from_native, to_native
@@ -213,13 +213,7 @@ def canonical(model: JaxSeq2Seq, named: Dict[str, np.ndarray], grads: bool = Fal
     cfg = model.cfg
     if cfg.impl == "scratch":
         return dict(named)
-    out = {k: named[k] for k in HEAD_KEYS}
-    read = grads_from_native if grads else from_native
-    for side in SIDES:
-        for k in range(cfg.num_layers):
-            native = sub_params(named, f"{side}.l{k}.")
-            out.update(from_layer_params(read(cfg.layer_spec(side, k), native), side, k))
-    return out
+    return seq2seq_canonical(cfg, named, grads_from_native if grads else from_native)
 
 
 def _numpy(tree):

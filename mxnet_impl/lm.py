@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from common.config import LMConfig
-from common.params import Params, prefixes
+from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
 
 from ._mx import mx
 from .convert import from_native, grads_from_native, to_native
@@ -21,7 +21,7 @@ from .layers import builtin_forward, make_builtin, scratch_forward, to_nd
 
 nd = mx.nd
 
-HEAD_KEYS = ("embedding", "W_hq", "b_q")  # canonical keys outside the layer stack
+HEAD_KEYS = LM_HEAD_KEYS  # canonical keys outside the layer stack
 SCRATCH_CODE_PATH = "python loop over mx.nd (nd.dot, bundled OpenBLAS), imperative"
 HEAD_CODE_PATH = "; output layer nd.FullyConnected, imperative"
 
@@ -128,10 +128,7 @@ class MXNetLM:
         """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
         if self.net is None:
             return dict(named)
-        head = {k: v for k, v in named.items() if k in HEAD_KEYS}
-        native = {k: v for k, v in named.items() if k not in HEAD_KEYS}
-        read = grads_from_native if grads else from_native
-        return {**read(self.cfg.layer_spec, native), **head}
+        return lm_canonical(self.cfg.layer_spec, named, grads_from_native if grads else from_native)
 
     def canonical_params(self) -> Params:
         """The current parameters in canonical form (NumPy copies)."""

@@ -178,7 +178,7 @@ class MXNetRung:
         """Gradients named as `leaves` -> canonical names (chain rule for the built-in)."""
         if self.rung in TRANSPOSED:
             named = {k: (v.T if k in ("W_x", "W_h") else v) for k, v in named.items()}
-        return canonical_grads(self.rung, self.cfg, named, grads_from_native, HEAD_KEYS)
+        return canonical_grads(self.rung, self.cfg, named, grads_from_native)
 
 
 def _attached(values: Params, dtype: str, ctx) -> Dict[str, Tuple[object, object]]:

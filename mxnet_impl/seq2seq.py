@@ -19,9 +19,9 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from common.errors import NotSupported
-from common.params import Params, cast_params, sub_params
+from common.params import Params, cast_params
 from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
-                            check_seq2seq_params, from_layer_params, label_mask, layer_params,
+                            check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
 from ._mx import mx
@@ -139,13 +139,7 @@ def canonical(model: MXNetSeq2Seq, named: Dict[str, np.ndarray], grads: bool = F
     """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
     if not model.nets:
         return dict(named)
-    out = {k: named[k] for k in HEAD_KEYS}
-    read = grads_from_native if grads else from_native
-    for side in SIDES:
-        for k in range(model.cfg.num_layers):
-            native = sub_params(named, f"{side}.l{k}.")
-            out.update(from_layer_params(read(model.cfg.layer_spec(side, k), native), side, k))
-    return out
+    return seq2seq_canonical(model.cfg, named, grads_from_native if grads else from_native)
 
 
 def seq2seq_params(model: MXNetSeq2Seq) -> Params:

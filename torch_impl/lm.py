@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.config import LMConfig
-from common.params import Params, prefixes
+from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
 
 from .convert import from_native, grads_from_native
 from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, make_builtin,
                      scratch_forward)
 
-HEAD_KEYS = ("embedding", "W_hq", "b_q")  # canonical keys outside the layer stack
+HEAD_KEYS = LM_HEAD_KEYS  # canonical keys outside the layer stack
 
 
 def one_hot_or_embed(cfg: LMConfig, params, ids: torch.Tensor) -> torch.Tensor:
@@ -105,10 +105,7 @@ class TorchLM:
         """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
         if self.module is None:
             return dict(named)
-        head = {k: v for k, v in named.items() if k in HEAD_KEYS}
-        native = {k: v for k, v in named.items() if k not in HEAD_KEYS}
-        read = grads_from_native if grads else from_native
-        return {**read(self.cfg.layer_spec, native), **head}
+        return lm_canonical(self.cfg.layer_spec, named, grads_from_native if grads else from_native)
 
     def canonical_params(self) -> Params:
         """The current parameters in canonical form (NumPy copies)."""

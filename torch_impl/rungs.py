@@ -138,7 +138,7 @@ class TorchRung:
 
     def canonical(self, named: Dict[str, np.ndarray]) -> Params:
         """Gradients named as `leaves` -> canonical names (chain rule for the built-in)."""
-        return canonical_grads(self.rung, self.cfg, named, grads_from_native, HEAD_KEYS)
+        return canonical_grads(self.rung, self.cfg, named, grads_from_native)
 
 
 def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.params import Params, cast_params, sub_params
+from common.params import Params, cast_params
 from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
-                            check_seq2seq_params, from_layer_params, label_mask, layer_params,
+                            check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
 from .convert import NATIVE_GATES, from_native, grads_from_native
@@ -127,13 +127,7 @@ def canonical(model: TorchSeq2Seq, named: Dict[str, np.ndarray], grads: bool = F
     """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
     if not model.modules:
         return dict(named)
-    out = {k: named[k] for k in HEAD_KEYS}
-    read = grads_from_native if grads else from_native
-    for side in SIDES:
-        for k in range(model.cfg.num_layers):
-            native = sub_params(named, f"{side}.l{k}.")
-            out.update(from_layer_params(read(model.cfg.layer_spec(side, k), native), side, k))
-    return out
+    return seq2seq_canonical(model.cfg, named, grads_from_native if grads else from_native)
 
 
 def seq2seq_params(model: TorchSeq2Seq) -> Params:
@@ -180,7 +174,8 @@ def duplicate_bias_masks(model: TorchSeq2Seq) -> Dict[str, torch.Tensor]:
 
 class Trainer:
     """Adam on every parameter, d2l's global-norm clipping, inter-layer dropout with masks drawn
-    in NumPy (common.seq2seq.DropoutDraws, the same in every framework); `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place."""
+    in NumPy (common.seq2seq.DropoutDraws, the same in every framework);
+    `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place."""
 
     def __init__(self, model: TorchSeq2Seq, lr: float, clip: Optional[float], dropout: float,
                  seed: int):
