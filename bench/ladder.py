@@ -5,8 +5,9 @@ framework-neutral loop over each backend's `ladder` trainer, beside fastbook's f
 Per epoch, as fastai's `fit_one_cycle` with `ModelResetter`: the state starts at zeros (None)
 at the start of training and again at the start of validation, and is carried from batch to
 batch by the stateful models (3-7); validation reports mean cross-entropy and accuracy over
-every position. Records go to `ladder.json` after every model; `ladder.md` and `ladder.png`
-(bench/ladder_report.py) at the end.
+every position. `dtype` (float32 as fastbook, or float64) is that of the parameters, states and
+optimizer state in every backend. Records go to `ladder.json` after every model; `ladder.md` and
+`ladder.png` (bench/ladder_report.py) at the end.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class LadderRecord:
     seconds: float
     code_path: str
     history: List[EpochRecord] = field(default_factory=list)
+    dtype: str = "float32"      # older ladder.json files, which lack it, ran in float32
 
 
 def train_epoch(trainer, batches: Iterable, stateful: bool) -> float:
@@ -85,38 +87,40 @@ def fit(trainer, spec: L.LadderSpec, data: L.LadderData, epochs: int, bar=None) 
 
 def run_model(backend: str, spec: L.LadderSpec, ids: L.HumanNumbersIds,
               epochs: Optional[int] = None, seed: int = 0, device: str = "cpu",
-              progress: bool = True) -> LadderRecord:
-    """Train `spec` in `backend` with fastbook's settings (`epochs` overrides its count)."""
+              progress: bool = True, dtype: str = "float32") -> LadderRecord:
+    """Train `spec` in `backend` with fastbook's settings (`epochs` overrides its count) in
+    `dtype`."""
     from tqdm import tqdm
 
     epochs = epochs or spec.epochs
     data = L.ladder_data(spec, ids.nums)
     sched = L.one_cycle_for(spec, epochs * data.steps_per_epoch)
-    params = L.init_params(spec, len(ids.vocab), seed=seed)
+    params = L.init_params(spec, len(ids.vocab), seed=seed, dtype=dtype)
     start = time.perf_counter()
-    trainer = get_module(backend, "ladder").make_trainer(spec, params, sched, device, seed)
+    trainer = get_module(backend, "ladder").make_trainer(spec, params, sched, device, seed, dtype)
     with tqdm(total=epochs, desc=f"{backend:5s} {spec.name}", unit="epoch",
               disable=not progress, leave=False) as bar:
         history = fit(trainer, spec, data, epochs, bar)
     return LadderRecord(spec.id, spec.name, backend, device, seed, epochs, spec.lr_max, spec.wd,
                         sched.total_steps, history[-1].accuracy, spec.fastbook_accuracy,
                         L.most_common_target(data)[1], time.perf_counter() - start,
-                        trainer.code_path, history)
+                        trainer.code_path, history, dtype)
 
 
 def main(backends, model_ids, epochs: Optional[int], seed: int, device: str, out: Path,
-         quiet: bool = False) -> int:
+         quiet: bool = False, dtype: str = "float32") -> int:
     """Every model in every backend; writes ladder.json, ladder.md, ladder.png in `out`."""
     from bench import ladder_report
 
     ids, recs, start = L.load_ids(), [], time.perf_counter()
     settings = {"backends": list(backends), "models": list(model_ids), "epochs": epochs,
-                "seed": seed, "device": device, "source": L.FASTBOOK_SOURCE,
+                "seed": seed, "device": device, "dtype": dtype, "source": L.FASTBOOK_SOURCE,
                 "baseline": {"token": L.BASELINE_TOKEN, "accuracy": L.BASELINE_ACCURACY}}
     for model_id in model_ids:
         spec = L.get_spec(model_id)
         for backend in backends:
-            rec = run_model(backend, spec, ids, epochs, seed, device, progress=not quiet)
+            rec = run_model(backend, spec, ids, epochs, seed, device, progress=not quiet,
+                            dtype=dtype)
             recs.append(asdict(rec))
             print(f"{spec.name} {backend:6s} accuracy {rec.accuracy:.3f} "
                   f"(fastbook {spec.fastbook_accuracy:.3f})  {rec.seconds:.1f} s", flush=True)

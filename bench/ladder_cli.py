@@ -6,6 +6,7 @@ from pathlib import Path
 
 def add_ladder(sub):
     from bench.cli import _positive_int  # the CLI's own check, shared by every verb
+    from common.config import DTYPES
     from common.ladder import MODELS
     from common.registry import backend_names
     p = sub.add_parser("ladder", help="fastbook ch. 12's seven language models on Human Numbers "
@@ -17,6 +18,8 @@ def add_ladder(sub):
       metavar="N", help="LMModel numbers, 1 to 7 (default: all)")
     a("--epochs", type=_positive_int, help="override every model's epochs (for a quick look)")
     a("--seed", type=int, default=0)
+    a("--dtype", choices=DTYPES, default="float32",
+      help="parameters, states and optimizer state (default float32, as fastbook)")
     a("--device", choices=("cpu", "gpu"), default="cpu")
     a("--out", help="directory (default: a new rnnbench-results/ladder-* directory)")
     a("--quiet", action="store_true", help="no progress bars")
@@ -41,4 +44,4 @@ def run_ladder(args) -> int:
         raise ValueError("no framework is installed: pip install 'rnnbench[torch]' (or mxnet, jax)")
     out = Path(args.out) if args.out else records.new_run_dir(prefix="ladder")
     return ladder.main(backends, args.models, args.epochs, args.seed, args.device, out,
-                       quiet=args.quiet)
+                       quiet=args.quiet, dtype=args.dtype)

@@ -1,6 +1,7 @@
 """The ladder's table and chart: validation accuracy per model and backend beside fastbook's
-figure and the "always predict 'thousand'" baseline. Input: `LadderRecord`s as dicts
-(bench/ladder.py, or ladder.json's `records`)."""
+figure and the "always predict 'thousand'" baseline, under a title that names the dtype. Input:
+`LadderRecord`s as dicts (bench/ladder.py, or ladder.json's `records`; one without `dtype`, from
+before `--dtype`, ran in float32)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,16 @@ def _by_model(recs: List[dict]) -> Dict[int, Dict[str, dict]]:
     return table
 
 
+def dtypes(recs: List[dict]) -> str:
+    """The dtypes the records ran in, in order of first appearance: "float32", or e.g.
+    "float32, float64" for a mixed list."""
+    return ", ".join(dict.fromkeys(r.get("dtype", "float32") for r in recs)) or "float32"
+
+
+def title(recs: List[dict]) -> str:
+    return f"fastbook ch. 12 on Human Numbers: final validation accuracy ({dtypes(recs)})"
+
+
 def _cell(rec: dict) -> str:
     """`0.503 (+0.9)`: accuracy and its distance to fastbook's figure in points."""
     delta = 100 * (rec["accuracy"] - rec["fastbook_accuracy"])
@@ -23,11 +34,11 @@ def _cell(rec: dict) -> str:
 
 
 def markdown_table(recs: List[dict]) -> str:
-    """Rows: model (and the baseline); columns: fastbook, each backend (points vs fastbook),
-    and the spread between backends in points."""
+    """A title naming the dtype, then the table. Rows: model (and the baseline); columns:
+    fastbook, each backend (points vs fastbook), and the spread between backends in points."""
     backends = list(dict.fromkeys(r["backend"] for r in recs))
     head = "| model | fastbook | " + " | ".join(backends) + " | spread (points) |"
-    rows = [head, "|---" * (len(backends) + 3) + "|"]
+    rows = [f"### {title(recs)}", "", head, "|---" * (len(backends) + 3) + "|"]
     for model, cells in sorted(_by_model(recs).items()):
         spec = L.get_spec(model)
         accs = [c["accuracy"] for c in cells.values()]
@@ -64,7 +75,7 @@ def plot_ladder(recs: List[dict], path: Path) -> Path:
     ax.set_xticks(range(len(models)), [L.get_spec(m).name for m in models])
     ax.set_ylabel("validation accuracy")
     ax.set_ylim(0, 1)
-    ax.set_title("fastbook ch. 12 on Human Numbers: final validation accuracy")
+    ax.set_title(title(recs))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()

@@ -327,16 +327,17 @@ class Forward(NamedTuple):
 DROPOUT_STREAM = 0xD50  # keeps the masks' random stream apart from init_params' (seed, model)
 
 
-def dropout_keep(spec: LadderSpec, ids_shape, hidden: int, seed: int,
-                 step: int) -> Optional[np.ndarray]:
+def dropout_keep(spec: LadderSpec, ids_shape, hidden: int, seed: int, step: int,
+                 dtype="float32") -> Optional[np.ndarray]:
     """The dropout keep mask of training step `step` (0-based) for ids `(B, T)`: `(T, B, H)`
-    float32 of 0s and 1s, 1 with probability 1 - spec.dropout, drawn in NumPy from (seed, step)
-    so that every framework drops the same units; None for a rung without dropout."""
+    `dtype` of 0s and 1s, 1 with probability 1 - spec.dropout, drawn in NumPy from (seed, step)
+    so that every framework drops the same units (in either dtype); None for a rung without
+    dropout."""
     if not spec.dropout:
         return None
     B, T = ids_shape
     rng = np.random.default_rng([seed, step, DROPOUT_STREAM])
-    return (rng.random((T, B, hidden)) >= spec.dropout).astype(np.float32)
+    return (rng.random((T, B, hidden)) >= spec.dropout).astype(dtype)
 
 
 def map_state(fn, state):

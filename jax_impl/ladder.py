@@ -10,7 +10,10 @@ ids `(B, T)` -> embedded `(T, B, H)` -> models 1-4: fastbook's `h = relu((h + x_
 1-3) or `(B, T, V)` (4-7). States: the contract's list, one `(B, H)` entry (LSTM `(H, C)`) per
 layer; None means zeros. The pytree holds canonical names; models 5-7 rename the stack's keys to
 Flax's (one array per key, convert.py). Model 7 has no `W_hq`: its output weight is the
-`embedding` leaf, transposed.
+`embedding` leaf, transposed. `dtype` ("float32", as fastbook, or "float64") is that of every
+parameter, state, dropout mask, Adam moment and hyperparameter; every call runs inside
+`devices.compute_scope` (x64 only for float64, as the rest of jax_impl) and creates its arrays
+there.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import numpy as np
 import optax
 
 from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, doubled_bias_keys,
-                           dropout_keep, layer_spec)
+                           dropout_keep, layer_spec, map_state)
 from common.params import Params
 
 from .convert import name_map
@@ -93,11 +96,11 @@ def ar_tar(raw, out, alpha: float, beta: float):
     return alpha * jnp.mean(out ** 2) + beta * jnp.mean((raw[1:] - raw[:-1]) ** 2)
 
 
-def zero_state(spec: LadderSpec, batch: int, hidden: int):
-    """The all-zero state of a stateful rung (None for models 1-2)."""
+def zero_state(spec: LadderSpec, batch: int, hidden: int, dtype: str = "float32"):
+    """The all-zero state of a stateful rung (None for models 1-2); call inside the scope."""
     if not spec.stateful:
         return None
-    z = lambda: jnp.zeros((batch, hidden), jnp.float32)
+    z = lambda: jnp.zeros((batch, hidden), dtype)
     return [(z(), z()) if spec.arch == "lstm" else z() for _ in range(spec.num_layers)]
 
 
@@ -113,13 +116,18 @@ def _time_scale(sched: OneCycle) -> int:
 
 
 def schedules(sched: OneCycle):
-    """(lr(count), beta1(count)): optax's own schedules on fastai's time axis (pos = count/N)."""
+    """(lr(count), beta1(count)): optax's own schedules on fastai's time axis (pos = count/N).
+
+    optax's step count is an int32 array, and JAX makes int32 arithmetic inexact in float32
+    even under x64: the count is cast to the default float first (float64 in x64 mode, exact
+    for any step count), so a float64 run gets float64 schedules."""
     k, (m0, m1, m2) = _time_scale(sched), sched.moms
     total, middle = k * sched.total_steps, int(round(sched.pct_start * k * sched.total_steps))
     lr = optax.cosine_onecycle_schedule(total, sched.lr_max, sched.pct_start, sched.div,
                                         sched.div_final / sched.div)
     mom = optax.piecewise_interpolate_schedule("cosine", m0, {middle: m1 / m0, total: m2 / m1})
-    return (lambda count: lr(k * count)), (lambda count: mom(k * count))
+    at = lambda count: k * jnp.asarray(count, jnp.result_type(float))
+    return (lambda count: lr(at(count))), (lambda count: mom(at(count)))
 
 
 def fastai_adam(learning_rate, b1, b2, eps, weight_decay, decay_mask, double_mask):
@@ -143,19 +151,21 @@ def make_optimizer(params, no_decay, wd: float, sched: OneCycle, doubled=()):
         double_mask={name: name in doubled for name in params})
 
 
-def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0):
-    """Run the optimizer on one weight (starting at 1.0, gradients `grads`, default ones) for
-    `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each."""
-    params = {"w": jnp.ones((), jnp.float32)}
-    tx = make_optimizer(params, (), wd, sched)
-    update = jax.jit(tx.update)
-    state, lrs, moms, weights = tx.init(params), [], [], []
-    for g in (np.ones(sched.total_steps) if grads is None else grads):
-        updates, state = update({"w": jnp.float32(g)}, state, params)
-        params = optax.apply_updates(params, updates)
-        lrs.append(float(state.hyperparams["learning_rate"]))  # the values this update used
-        moms.append(float(state.hyperparams["b1"]))
-        weights.append(float(params["w"]))
+def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0, dtype: str = "float32"):
+    """Run the optimizer on one weight (starting at 1.0 in `dtype`, gradients `grads`, default
+    ones) for `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each.
+    optax's hyperparameters take the weight's dtype."""
+    with compute_scope(resolve_device("cpu"), dtype):
+        params = {"w": jnp.ones((), dtype)}
+        tx = make_optimizer(params, (), wd, sched)
+        update = jax.jit(tx.update)
+        state, lrs, moms, weights = tx.init(params), [], [], []
+        for g in (np.ones(sched.total_steps) if grads is None else grads):
+            updates, state = update({"w": jnp.asarray(g, dtype)}, state, params)
+            params = optax.apply_updates(params, updates)
+            lrs.append(float(state.hyperparams["learning_rate"]))  # the values this update used
+            moms.append(float(state.hyperparams["b1"]))
+            weights.append(float(params["w"]))
     return np.array(lrs), np.array(moms), np.array(weights)
 
 
@@ -189,15 +199,15 @@ class Trainer:
     The loss returned is the cross-entropy; model 7 adds AR/TAR to what is differentiated
     (fastai adds them to `loss_grad` only). States are device arrays, opaque to the caller;
     None means zeros. Dropout masks: `dropout_keep(seed, step number)`, the same in every
-    framework.
+    framework. `dtype`: of parameters, states, masks, Adam's moments and hyperparameters.
     """
 
     def __init__(self, spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0):
-        self.spec, self.device = spec, resolve_device(device)
+                 seed: int = 0, dtype: str = "float32"):
+        self.spec, self.device, self.dtype = spec, resolve_device(device), dtype
         self.hidden = params["embedding"].shape[1]
         with self._scope():
-            self.tree = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+            self.tree = {k: jnp.asarray(v, dtype) for k, v in params.items()}
             tx = make_optimizer(self.tree, spec.no_decay, spec.wd, sched,
                                 doubled_bias_keys(spec))
             self.opt_state = tx.init(self.tree)
@@ -209,20 +219,26 @@ class Trainer:
                           if spec.builtin else scratch_code_path(platform))
 
     def _scope(self):
-        return compute_scope(self.device, "float32")
+        return compute_scope(self.device, self.dtype)
 
     def _inputs(self, x, y, state):
+        """ids as int32 arrays and the state (None -> zeros); call inside the scope."""
         if state is None:
-            state = zero_state(self.spec, len(x), self.hidden)
+            state = zero_state(self.spec, len(x), self.hidden, self.dtype)
         return jnp.asarray(x, jnp.int32), jnp.asarray(y, jnp.int32), state
+
+    def _keep(self, x):
+        """This step's dropout mask as an array (None without dropout); counts the step; call
+        inside the scope."""
+        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count, self.dtype)
+        self.count += 1
+        return None if keep is None else jnp.asarray(keep, self.dtype)
 
     def step(self, x, y, state=None):
         """x: (B, 3) or (B, T) ids; y: (B,) or (B, T) -> (mean cross-entropy, state)."""
-        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count)
         with self._scope():
             self.tree, self.opt_state, loss, state = self._step(
-                self.tree, self.opt_state, *self._inputs(x, y, state), keep)
-        self.count += 1
+                self.tree, self.opt_state, *self._inputs(x, y, state), self._keep(x))
         return float(loss), state
 
     def evaluate(self, x, y, state=None):
@@ -237,8 +253,8 @@ class Trainer:
 
 
 def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0) -> Trainer:
-    return Trainer(spec, params, sched, device, seed)
+                 seed: int = 0, dtype: str = "float32") -> Trainer:
+    return Trainer(spec, params, sched, device, seed, dtype)
 
 
 # ---------------------------------------------------------------- NumPy helpers for tests
@@ -247,22 +263,29 @@ def _np(a):
     return None if a is None else np.array(a)
 
 
-def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0):
-    """One forward on `params` -> Forward of NumPy arrays."""
-    p = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-    keep = dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0) if train else None
-    fwd = forward(spec, p, jnp.asarray(x, jnp.int32), state, keep)
-    return jax.tree.map(_np, fwd)
+def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0,
+                  dtype: str = "float32"):
+    """One forward on `params` in `dtype`, NumPy in (ids, state) and out -> Forward of NumPy."""
+    with compute_scope(resolve_device("cpu"), dtype):
+        p = {k: jnp.asarray(v, dtype) for k, v in params.items()}
+        state = map_state(lambda a: jnp.asarray(a, dtype), state)
+        keep = (dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0, dtype)
+                if train else None)
+        keep = None if keep is None else jnp.asarray(keep, dtype)
+        fwd = forward(spec, p, jnp.asarray(x, jnp.int32), state, keep)
+        return jax.tree.map(_np, fwd)
 
 
 def ar_tar_numpy(raw, out, alpha, beta) -> float:
     return float(ar_tar(jnp.asarray(raw), jnp.asarray(out), alpha, beta))
 
 
-def loss_grads(spec: LadderSpec, params: Params, x, y):
-    """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy)."""
-    p = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-    mean_nll = lambda q: token_nll(forward(spec, q, jnp.asarray(x, jnp.int32)).logits,
-                                   jnp.asarray(y, jnp.int32)).mean()
-    loss, grads = jax.value_and_grad(mean_nll)(p)
-    return float(loss), {k: np.array(v) for k, v in grads.items()}
+def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
+    """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy), in
+    `dtype`."""
+    with compute_scope(resolve_device("cpu"), dtype):
+        p = {k: jnp.asarray(v, dtype) for k, v in params.items()}
+        mean_nll = lambda q: token_nll(forward(spec, q, jnp.asarray(x, jnp.int32)).logits,
+                                       jnp.asarray(y, jnp.int32)).mean()
+        loss, grads = jax.value_and_grad(mean_nll)(p)
+        return float(loss), {k: np.array(v) for k, v in grads.items()}

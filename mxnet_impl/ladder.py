@@ -7,6 +7,8 @@ ids `(B, T)` -> embedded `(T, B, H)` -> models 1-4: fastbook's `h = relu((h + x_
 `layers` -> logits `(B, V)` (models 1-3) or `(B, T, V)` (4-7). States: the contract's list, one
 `(B, H)` entry (LSTM `(H, C)`) per layer; None means zeros. Model 7 ties the output weight to
 the embedding: one Gluon `Parameter`, the `nd.Embedding` table and the `FullyConnected` weight.
+`dtype` ("float32", as fastbook, or "float64") is that of every parameter, state, dropout mask
+and Adam moment.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ LOOP_CODE_PATH = "Python loop over mx.nd (layers.run_direction), imperative"
 def embed(p, ids):
     """`ids: (B, T)` -> `(T, B, H)` rows of `embedding (V, H)`."""
     V, H = p["embedding"].shape
-    return nd.Embedding(ids.T, p["embedding"], input_dim=V, output_dim=H)
+    return nd.Embedding(ids.T, p["embedding"], input_dim=V, output_dim=H,
+                        dtype=np.dtype(p["embedding"].dtype).name)
 
 
 def dense(x, W_in_out, b):
@@ -125,15 +128,14 @@ class LoopModel:
         return {k: p.data(self.ctx).asnumpy() for k, p in self.params.items()}
 
 
-def build_model(spec: LadderSpec, params: Params, ctx):
+def build_model(spec: LadderSpec, params: Params, ctx, dtype: str = "float32"):
     """A `LoopModel` (1-4) or an `lm.MXNetLM` (5-7: the head canonical, the stack in Gluon's
-    fused layer) holding `params` (NumPy float32) exactly."""
+    fused layer) holding `params` (NumPy) exactly, in `dtype`."""
     if spec.builtin:
         V, H = params["embedding"].shape
         cfg = LMConfig(spec.arch, "builtin", V, H, spec.num_layers, embed_size=H)
-        return lm.build_lm(cfg, params, "float32", ctx,
-                           builtin_code_path(cfg.layer_spec, "float32", ctx))
-    return LoopModel({k: lm.make_parameter(k, v, "float32", ctx) for k, v in params.items()}, ctx)
+        return lm.build_lm(cfg, params, dtype, ctx, builtin_code_path(cfg.layer_spec, dtype, ctx))
+    return LoopModel({k: lm.make_parameter(k, v, dtype, ctx) for k, v in params.items()}, ctx)
 
 
 class OneCycleScheduler(mx.lr_scheduler.LRScheduler):
@@ -197,11 +199,11 @@ def make_optimizer(leaves: Dict[str, Any], no_decay, wd: float, sched: OneCycle)
     return mx.gluon.Trainer(list(leaves.values()), FastaiAdam(lrs, moms, wd))
 
 
-def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0):
-    """Run the optimizer on one weight (starting at 1.0, gradients `grads`, default ones) for
-    `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each."""
+def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0, dtype: str = "float32"):
+    """Run the optimizer on one weight (starting at 1.0 in `dtype`, gradients `grads`, default
+    ones) for `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each."""
     ctx = mx.cpu()
-    param = lm.make_parameter("w", np.ones(1, np.float32), "float32", ctx)
+    param = lm.make_parameter("w", np.ones(1, dtype), dtype, ctx)
     trainer = make_optimizer({"w": param}, (), wd, sched)
     opt = trainer._optimizer  # the schedules are read where the optimizer reads them
     grads = np.ones(sched.total_steps) if grads is None else grads
@@ -225,14 +227,15 @@ class Trainer:
     The loss returned is the cross-entropy; model 7 adds AR/TAR to what is differentiated
     (fastai adds them to `loss_grad` only). States go out as detached nd arrays, opaque to the
     caller, and come back as they went; None means zeros. Dropout masks: `dropout_keep(seed,
-    step number)`, the same in every framework.
+    step number)`, the same in every framework. `dtype`: of parameters, states, masks, Adam's
+    moments.
     """
 
     def __init__(self, spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0):
-        self.spec, self.ctx = spec, resolve_device(device)
+                 seed: int = 0, dtype: str = "float32"):
+        self.spec, self.ctx, self.dtype = spec, resolve_device(device), dtype
         self.hidden, self.seed, self.count = params["embedding"].shape[1], seed, 0
-        self.model = build_model(spec, params, self.ctx)
+        self.model = build_model(spec, params, self.ctx, dtype)
         self.code_path = self.model.code_path
         # every leaf, both biases of the built-ins included (common/ladder.py: as fastbook)
         self.trainer = make_optimizer(self.model.leaves(), spec.no_decay, spec.wd, sched)
@@ -242,9 +245,9 @@ class Trainer:
 
     def _keep(self, x):
         """This step's dropout mask as an nd array (None without dropout); counts the step."""
-        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count)
+        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count, self.dtype)
         self.count += 1
-        return None if keep is None else to_nd(keep, self.ctx, "float32")
+        return None if keep is None else to_nd(keep, self.ctx, self.dtype)
 
     def step(self, x, y, state=None):
         """x: (B, 3) or (B, T) ids; y: (B,) or (B, T) -> (mean cross-entropy, detached state)."""
@@ -273,8 +276,8 @@ class Trainer:
 
 
 def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0) -> Trainer:
-    return Trainer(spec, params, sched, device, seed)
+                 seed: int = 0, dtype: str = "float32") -> Trainer:
+    return Trainer(spec, params, sched, device, seed, dtype)
 
 
 # ---------------------------------------------------------------- NumPy helpers for tests
@@ -283,13 +286,16 @@ def _np(a):
     return None if a is None else a.asnumpy()
 
 
-def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0):
-    """One forward on fresh parameters, NumPy in (ids, state) and out -> Forward of NumPy."""
+def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0,
+                  dtype: str = "float32"):
+    """One forward on fresh parameters in `dtype`, NumPy in (ids, state) and out -> Forward of
+    NumPy."""
     ctx = mx.cpu()
-    model = build_model(spec, params, ctx)
-    state = map_state(lambda a: to_nd(np.asarray(a), ctx, "float32"), state)
-    keep = dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0) if train else None
-    keep = None if keep is None else to_nd(keep, ctx, "float32")
+    model = build_model(spec, params, ctx, dtype)
+    state = map_state(lambda a: to_nd(np.asarray(a), ctx, dtype), state)
+    keep = (dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0, dtype)
+            if train else None)
+    keep = None if keep is None else to_nd(keep, ctx, dtype)
     fwd = forward(spec, model.arrays(), model.net, to_nd(np.asarray(x), ctx, "int64"), state, keep)
     return Forward(_np(fwd.logits), map_state(_np, fwd.state), _np(fwd.raw), _np(fwd.out))
 
@@ -299,10 +305,11 @@ def ar_tar_numpy(raw, out, alpha, beta) -> float:
     return float(ar_tar(as_nd(raw), as_nd(out), alpha, beta).asscalar())
 
 
-def loss_grads(spec: LadderSpec, params: Params, x, y):
-    """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy)."""
+def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
+    """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy), in
+    `dtype`."""
     ctx = mx.cpu()
-    model = build_model(spec, params, ctx)
+    model = build_model(spec, params, ctx, dtype)
     ids, targets = to_nd(np.asarray(x), ctx, "int64"), to_nd(np.asarray(y), ctx, "int64")
     with mx.autograd.record():
         loss = token_nll(forward(spec, model.arrays(), model.net, ids).logits, targets).mean()

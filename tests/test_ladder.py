@@ -1,6 +1,7 @@
 """fastbook ch. 12's ladder, framework-neutral: the data as fastbook builds it, the models'
 settings and canonical parameters, the one-cycle reference, AR/TAR, the loop's state resets,
 the report and the `ladder` verb. (The corpus files' format is in test_corpora.py.)"""
+import dataclasses
 import math
 
 import numpy as np
@@ -197,6 +198,19 @@ def test_dropout_masks_are_seeded_per_step_and_drop_the_rate():
     assert L.dropout_keep(L.get_spec(6), (64, 16), 64, seed=0, step=3) is None
 
 
+def test_float64_masks_and_params_are_the_float32_draws():
+    """`--dtype float64` trains on the same draws: the same mask, and parameters that round to
+    the float32 ones."""
+    spec = L.get_spec(7)
+    keep = L.dropout_keep(spec, (64, 16), 64, seed=0, step=3, dtype="float64")
+    assert keep.dtype == np.float64
+    np.testing.assert_array_equal(keep, L.dropout_keep(spec, (64, 16), 64, seed=0, step=3))
+    p64, p32 = L.init_params(spec, 30, dtype="float64"), L.init_params(spec, 30)
+    assert {a.dtype for a in p64.values()} == {np.dtype(np.float64)}
+    for key in p32:
+        np.testing.assert_array_equal(p64[key].astype(np.float32), p32[key])
+
+
 # ---------------------------------------------------------------- the loop
 
 class RecordingTrainer:
@@ -234,19 +248,37 @@ def test_state_resets_at_each_epoch_and_validation_start(model, stateful):
 
 # ---------------------------------------------------------------- report and verb
 
-def _record(model, backend, accuracy):
+def _record(model, backend, accuracy, **extra):
     spec = L.get_spec(model)
     return {"model": model, "backend": backend, "accuracy": accuracy, "epochs": spec.epochs,
-            "fastbook_accuracy": spec.fastbook_accuracy}
+            "fastbook_accuracy": spec.fastbook_accuracy, **extra}
 
 
 def test_markdown_table_shows_fastbook_points_spread_and_baseline():
     recs = [_record(1, "torch", 0.503), _record(1, "jax", 0.49), _record(7, "torch", 0.85)]
     table = ladder_report.markdown_table(recs)
+    assert table.splitlines()[0] == ("### fastbook ch. 12 on Human Numbers: final validation "
+                                     "accuracy (float32)")   # records from before --dtype
     assert "| model | fastbook | torch | jax | spread (points) |" in table
     assert "| 0.494 | 0.503 (+0.9) | 0.490 (-0.4) | 1.3 |" in table
     assert "| 0.869 | 0.850 (-1.9) | — | — |" in table
     assert "always 'thousand'" in table and "0.152" in table
+
+
+def test_markdown_title_names_the_dtype():
+    recs = [_record(1, "torch", 0.5, dtype="float64"), _record(1, "jax", 0.5, dtype="float64")]
+    assert "final validation accuracy (float64)" in ladder_report.markdown_table(recs)
+    mixed = recs + [_record(2, "torch", 0.47, dtype="float32")]
+    assert "(float64, float32)" in ladder_report.title(mixed)
+
+
+def test_ladder_record_without_dtype_loads_as_float32():
+    """ladder.json written before `--dtype` has no `dtype`: it ran in float32."""
+    rec = bench_ladder.LadderRecord(1, "LMModel1", "torch", "cpu", 0, 4, 1e-3, 0.01, 1048, 0.5,
+                                    0.494, 0.15, 1.0, "loop")
+    old = dataclasses.asdict(rec)
+    del old["dtype"]
+    assert bench_ladder.LadderRecord(**old).dtype == "float32"
 
 
 def test_plot_ladder_writes_png(tmp_path):
@@ -261,15 +293,24 @@ def test_ladder_verb_rejects_unknown_model(capsys):
     assert exc.value.code == 2 and "invalid choice: 9" in capsys.readouterr().err
 
 
-def test_ladder_verb_runs_and_writes_records(tmp_path, capsys):
+def test_ladder_verb_rejects_unknown_dtype(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["ladder", "--dtype", "float16"])
+    assert exc.value.code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [None, "float64"], ids=["default", "float64"])
+def test_ladder_verb_runs_and_writes_records(tmp_path, capsys, dtype):
     pytest.importorskip("torch")
     out = tmp_path / "run"
     assert cli_main(["ladder", "--backends", "torch", "--models", "4", "--epochs", "1",
-                     "--out", str(out), "--quiet"]) == 0
+                     "--out", str(out), "--quiet"] + (["--dtype", dtype] if dtype else [])) == 0
     printed = capsys.readouterr().out
     assert "| LMModel4: 16-token windows" in printed and "| 0.640 |" in printed
+    assert f"final validation accuracy ({dtype or 'float32'})" in printed
     saved = bench_ladder.records.read_json(out / "ladder.json")
     rec = saved["records"][0]
+    assert saved["dtype"] == rec["dtype"] == (dtype or "float32")
     assert (rec["backend"], rec["model"], rec["epochs"], rec["steps"]) == ("torch", 4, 1, 49)
     assert 0.15 < rec["accuracy"] < 1 and rec["code_path"]
     assert (out / "ladder.md").is_file() and (out / "ladder.png").is_file()

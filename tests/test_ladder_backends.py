@@ -1,6 +1,7 @@
 """fastbook ch. 12's ladder in each framework: output shapes, training that lowers the loss,
 weight tying, AR/TAR, dropout off in evaluation, the one-cycle optimizer against fastai's
-formulas, and the same trajectory in all three frameworks. Small sizes keep JAX's compiles few."""
+formulas, float64 throughout (`--dtype float64`), and the same trajectory in all three
+frameworks, in float64 to rounding. Small sizes keep JAX's compiles few."""
 import dataclasses
 
 import numpy as np
@@ -12,6 +13,7 @@ from common.registry import get_module
 
 BACKENDS = ["torch", "mxnet", "jax"]
 MODELS = list(L.MODELS)
+DTYPES = ["float32", "float64"]
 V, H, B = 30, 8, 4
 
 
@@ -82,13 +84,73 @@ def test_a_few_steps_lower_the_loss(backend, model, ids):
     assert np.isfinite(losses).all() and losses[-1] < losses[0], (backend, model, losses)
 
 
+def is_float32(value: float) -> bool:
+    """Whether a Python float is exactly a float32 (what `.item()` of a float32 loss gives)."""
+    return float(np.float32(value)) == value
+
+
+@pytest.mark.parametrize("model", MODELS, ids=model_id)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_trainer_trains_in_float64(backend, model, ids):
+    """`dtype="float64"`: parameters stay float64 through the steps, every loss carries more
+    than float32's digits, and the loss falls as in float32."""
+    ld, spec = ladder_or_skip(backend), L.get_spec(model)
+    x, y = batch(ids, spec)
+    params = L.init_params(spec, V, H, dtype="float64")
+    trainer = ld.make_trainer(spec, params, L.OneCycle(1e-1, 6, spec.moms), dtype="float64")
+    state, losses = None, []
+    for _ in range(6):
+        loss, state = trainer.step(x, y, state if spec.stateful else None)
+        losses.append(loss)
+    after = trainer.params()
+    assert set(after) == set(params)
+    assert {a.dtype for a in after.values()} == {np.dtype(np.float64)}
+    assert not any(map(is_float32, losses)), (backend, model, losses)
+    assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0], (backend, model, losses)
+    loss_sum, *_ = trainer.evaluate(x, y, state if spec.stateful else None)
+    assert np.isfinite(loss_sum) and not is_float32(loss_sum)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_trainer_stays_float32(backend, ids):
+    """The default dtype is fastbook's float32 (the check above, turned around)."""
+    ld, spec = ladder_or_skip(backend), L.get_spec(3)
+    x, y = batch(ids, spec)
+    trainer = ld.make_trainer(spec, L.init_params(spec, V, H), L.OneCycle(1e-2, 2))
+    losses = [trainer.step(x, y)[0] for _ in range(2)]
+    assert all(map(is_float32, losses))
+    assert {a.dtype for a in trainer.params().values()} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_forward_state_and_dropout_are_float64(backend, ids):
+    """Model 7 in training: logits, states, raw and dropped-out outputs all float64, with the
+    same dropout as in float32 and the float32 forward's values to float32's precision."""
+    ld, spec = ladder_or_skip(backend), L.get_spec(7)
+    x, _ = batch(ids, spec)
+    params = L.init_params(spec, V, H, dtype="float64")
+    fwd = ld.forward_numpy(spec, params, x, train=True, seed=1, dtype="float64")
+    arrays = [fwd.logits, fwd.raw, fwd.out] + [a for s in fwd.state for a in s]
+    assert {np.asarray(a).dtype for a in arrays} == {np.dtype(np.float64)}
+    f32 = ld.forward_numpy(spec, L.init_params(spec, V, H), x, train=True, seed=1)
+    np.testing.assert_array_equal(fwd.out == 0, f32.out == 0)
+    np.testing.assert_allclose(f32.logits, fwd.logits, rtol=1e-4, atol=1e-5)
+    carried = ld.forward_numpy(spec, params, x, state=fwd.state, dtype="float64")
+    assert carried.logits.dtype == np.float64
+    assert not np.allclose(carried.logits, fwd.logits)
+
+
 TRAJECTORY_MODELS = [1, 3, 4, 5, 6, 7]
+# (losses rtol, parameters rtol, parameters atol): float64 runs the same math in all three,
+# only the order of sums differs (observed ~1e-15; float32 schedules in optax left 6e-10 in
+# the parameters); float32 adds oneDNN's kernels and summation orders
+TRAJECTORY_TOL = {"float32": (2e-5, 1e-4, 1e-5), "float64": (1e-10, 1e-10, 1e-12)}
 
 
 @pytest.fixture(scope="module")
 def trajectories(ids):
     """Step losses of 4 steps with carried state and the canonical parameters after them, per
-    (backend, model); model 7 with its dropout, whose masks every framework shares."""
+    (backend, model, dtype); model 7 with its dropout, whose masks every framework shares."""
     out = {}
     for model in TRAJECTORY_MODELS:
         spec = L.get_spec(model)
@@ -98,30 +160,36 @@ def trajectories(ids):
                 ld = get_module(backend, "ladder")
             except BackendUnavailable:
                 continue
-            trainer = ld.make_trainer(spec, L.init_params(spec, V, H), L.OneCycle(1e-2, 4))
-            state, losses = None, []
-            for x, y in batches:
-                loss, state = trainer.step(x, y, state if spec.stateful else None)
-                losses.append(loss)
-            out[backend, model] = np.array(losses), trainer.params()
+            for dtype in DTYPES:
+                trainer = ld.make_trainer(spec, L.init_params(spec, V, H, dtype=dtype),
+                                          L.OneCycle(1e-2, 4), dtype=dtype)
+                state, losses = None, []
+                for x, y in batches:
+                    loss, state = trainer.step(x, y, state if spec.stateful else None)
+                    losses.append(loss)
+                out[backend, model, dtype] = np.array(losses), trainer.params()
     return out
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("model", TRAJECTORY_MODELS, ids=model_id)
 @pytest.mark.parametrize("backend", ["mxnet", "jax"])
-def test_same_trajectory_as_torch(backend, model, trajectories):
+def test_same_trajectory_as_torch(backend, model, dtype, trajectories):
     """Same losses and parameters: for models 5-7 this also checks that torch's and Gluon's two
-    trained biases per gate move their sum as JAX's one bias with a doubled step does."""
-    if (backend, model) not in trajectories or ("torch", model) not in trajectories:
+    trained biases per gate move their sum as JAX's one bias with a doubled step does. In
+    float64 to rounding: the same data, dropout masks, schedules and Adam in all three."""
+    if (backend, model, dtype) not in trajectories or ("torch", model, dtype) not in trajectories:
         pytest.skip(f"{backend} or torch is not installed")
-    (losses, params), (ref_losses, ref_params) = trajectories[backend, model], \
-        trajectories["torch", model]
-    np.testing.assert_allclose(losses, ref_losses, rtol=2e-5,
-                               err_msg=f"{backend} LMModel{model} vs torch")
+    (losses, params), (ref_losses, ref_params) = trajectories[backend, model, dtype], \
+        trajectories["torch", model, dtype]
+    loss_rtol, rtol, atol = TRAJECTORY_TOL[dtype]
+    np.testing.assert_allclose(losses, ref_losses, rtol=loss_rtol,
+                               err_msg=f"{backend} LMModel{model} {dtype} vs torch")
     assert set(params) == set(ref_params)
     for key in ref_params:
-        np.testing.assert_allclose(params[key], ref_params[key], rtol=1e-4, atol=1e-5,
-                                   err_msg=f"{backend} LMModel{model} {key} vs torch")
+        assert params[key].dtype == ref_params[key].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(params[key], ref_params[key], rtol=rtol, atol=atol,
+                                   err_msg=f"{backend} LMModel{model} {dtype} {key} vs torch")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -226,23 +294,32 @@ def fastai_adam(grads, sched, wd, w=1.0, beta2=L.BETA2, eps=L.EPS):
 
 
 TOL = {"torch": 1e-6, "mxnet": 1e-6, "jax": 1e-5}   # jax's hyperparameters are float32
+TOL64 = 1e-12   # float64: jax's hyperparameters too (its int32 step count cast to float64)
 
 
+def tol(backend, dtype):
+    return TOL[backend] if dtype == "float32" else TOL64
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("moms", [L.LEARNER_MOMS, L.TEXT_LEARNER_MOMS], ids=["learner", "text"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_one_cycle_matches_numpy_reference_step_by_step(backend, moms):
+def test_one_cycle_matches_numpy_reference_step_by_step(backend, moms, dtype):
     """N = 37: pct_start * N = 9.25 is no whole step, the case torch's and optax's own step
     conventions would round differently."""
     ld, sched = ladder_or_skip(backend), L.OneCycle(1e-2, 37, moms)
-    lrs, betas, _ = ld.schedule_trace(sched)
-    np.testing.assert_allclose(lrs, sched.lrs(), rtol=TOL[backend], err_msg=f"{backend} lr")
-    np.testing.assert_allclose(betas, sched.momentums(), rtol=TOL[backend],
-                               err_msg=f"{backend} beta1")
+    lrs, betas, _ = ld.schedule_trace(sched, dtype=dtype)
+    np.testing.assert_allclose(lrs, sched.lrs(), rtol=tol(backend, dtype),
+                               err_msg=f"{backend} {dtype} lr")
+    np.testing.assert_allclose(betas, sched.momentums(), rtol=tol(backend, dtype),
+                               err_msg=f"{backend} {dtype} beta1")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_optimizer_is_fastais_adam_with_decoupled_weight_decay(backend):
+def test_optimizer_is_fastais_adam_with_decoupled_weight_decay(backend, dtype):
     ld, sched = ladder_or_skip(backend), L.OneCycle(5e-2, 20)
     grads = np.random.default_rng(0).normal(size=20)
-    *_, weights = ld.schedule_trace(sched, grads, wd=0.1)
-    np.testing.assert_allclose(weights, fastai_adam(grads, sched, 0.1), rtol=10 * TOL[backend])
+    *_, weights = ld.schedule_trace(sched, grads, wd=0.1, dtype=dtype)
+    np.testing.assert_allclose(weights, fastai_adam(grads, sched, 0.1),
+                               rtol=10 * tol(backend, dtype))

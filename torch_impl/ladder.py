@@ -6,7 +6,8 @@ ids `(B, T)` -> embedded `(T, B, H)` -> models 1-4: fastbook's `h = relu((h + x_
 (1 written out, 2-4 through `layers.run_direction`); 5-7: `nn.RNN/LSTM` through `layers`
 -> logits `(B, V)` (models 1-3) or `(B, T, V)` (4-7). States: the contract's list, one `(B, H)`
 entry (LSTM `(H, C)`) per layer; None means zeros. Model 7 ties the output weight to the
-embedding: one leaf tensor, used as `embedding` and as `embedding.T`.
+embedding: one leaf tensor, used as `embedding` and as `embedding.T`. `dtype` ("float32", as
+fastbook, or "float64") is that of every parameter, state, dropout mask and Adam moment.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, dropout_ke
 from common.params import Params
 
 from . import lm
+from .adapter import TORCH_DTYPES
 from .devices import resolve_device
 from .layers import builtin_forward, run_direction
 
@@ -106,14 +108,14 @@ class LoopModel:
         return {k: v.detach().cpu().numpy().copy() for k, v in self.params.items()}
 
 
-def build_model(spec: LadderSpec, params: Params, device):
+def build_model(spec: LadderSpec, params: Params, device, dtype: str = "float32"):
     """A `LoopModel` (1-4) or an `lm.TorchLM` (5-7: the head canonical, the stack in `nn.RNN`
-    or `nn.LSTM`) holding `params` (NumPy float32) exactly."""
+    or `nn.LSTM`) holding `params` (NumPy) exactly, in `dtype`."""
     if spec.builtin:
         V, H = params["embedding"].shape
         cfg = LMConfig(spec.arch, "builtin", V, H, spec.num_layers, embed_size=H)
-        return lm.build_lm(cfg, params, torch.float32, device)
-    leaf = lambda a: torch.tensor(a, dtype=torch.float32, device=device, requires_grad=True)
+        return lm.build_lm(cfg, params, TORCH_DTYPES[dtype], device)
+    leaf = lambda a: torch.tensor(a, dtype=TORCH_DTYPES[dtype], device=device, requires_grad=True)
     return LoopModel({k: leaf(v) for k, v in params.items()})
 
 
@@ -146,17 +148,17 @@ def make_optimizer(leaves: Dict[str, torch.Tensor], no_decay, wd: float, sched: 
     return optimizer, one_cycle_scheduler(optimizer, sched)
 
 
-def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0):
-    """Run the optimizer on one weight (starting at 1.0, gradients `grads`, default ones) for
-    `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each."""
-    param = torch.ones(1, requires_grad=True)
+def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0, dtype: str = "float32"):
+    """Run the optimizer on one weight (starting at 1.0 in `dtype`, gradients `grads`, default
+    ones) for `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each."""
+    param = torch.ones(1, dtype=TORCH_DTYPES[dtype], requires_grad=True)
     optimizer, scheduler = make_optimizer({"w": param}, (), wd, sched)
     lrs, moms, weights = [], [], []
     for g in (np.ones(sched.total_steps) if grads is None else grads):
         group = optimizer.param_groups[0]
         lrs.append(group["lr"])
         moms.append(group["betas"][0])
-        param.grad = torch.full((1,), float(g))
+        param.grad = torch.full((1,), float(g), dtype=param.dtype)
         optimizer.step()
         scheduler.step()
         weights.append(param.item())
@@ -171,13 +173,14 @@ class Trainer:
     The loss returned is the cross-entropy; model 7 adds AR/TAR to what is differentiated
     (fastai adds them to `loss_grad` only). States go out as detached tensors, opaque to the
     caller, and come back as they went; None means zeros. Dropout masks: `dropout_keep(seed,
-    step number)`, the same in every framework.
+    step number)`, the same in every framework. `dtype`: of parameters, states, masks, Adam's
+    moments.
     """
 
     def __init__(self, spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0):
-        self.spec, self.device = spec, resolve_device(device)
-        self.model = build_model(spec, params, self.device)
+                 seed: int = 0, dtype: str = "float32"):
+        self.spec, self.device, self.dtype = spec, resolve_device(device), dtype
+        self.model = build_model(spec, params, self.device, dtype)
         self.code_path = self.model.code_path
         # every leaf, both biases of the built-ins included (common/ladder.py: as fastbook)
         self.optimizer, self.scheduler = make_optimizer(self.model.leaves(), spec.no_decay,
@@ -193,7 +196,7 @@ class Trainer:
 
     def _keep(self, x):
         """This step's dropout mask as a tensor (None without dropout); counts the step."""
-        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count)
+        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count, self.dtype)
         self.count += 1
         return None if keep is None else torch.as_tensor(keep, device=self.device)
 
@@ -225,8 +228,8 @@ class Trainer:
 
 
 def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0) -> Trainer:
-    return Trainer(spec, params, sched, device, seed)
+                 seed: int = 0, dtype: str = "float32") -> Trainer:
+    return Trainer(spec, params, sched, device, seed, dtype)
 
 
 # ---------------------------------------------------------------- NumPy helpers for tests
@@ -235,11 +238,14 @@ def _np(t):
     return None if t is None else t.detach().cpu().numpy()
 
 
-def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0):
-    """One forward on fresh parameters, NumPy in (ids, state) and out -> Forward of NumPy."""
-    model = build_model(spec, params, torch.device("cpu"))
-    state = map_state(lambda a: torch.as_tensor(a, dtype=torch.float32), state)
-    keep = dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0) if train else None
+def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0,
+                  dtype: str = "float32"):
+    """One forward on fresh parameters in `dtype`, NumPy in (ids, state) and out -> Forward of
+    NumPy."""
+    model = build_model(spec, params, torch.device("cpu"), dtype)
+    state = map_state(lambda a: torch.as_tensor(a, dtype=TORCH_DTYPES[dtype]), state)
+    keep = (dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0, dtype)
+            if train else None)
     keep = None if keep is None else torch.as_tensor(keep)
     with torch.no_grad():
         fwd = forward(spec, model.params, model.module, torch.as_tensor(x), state, keep)
@@ -250,9 +256,10 @@ def ar_tar_numpy(raw, out, alpha, beta) -> float:
     return float(ar_tar(torch.as_tensor(raw), torch.as_tensor(out), alpha, beta))
 
 
-def loss_grads(spec: LadderSpec, params: Params, x, y):
-    """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy)."""
-    model = build_model(spec, params, torch.device("cpu"))
+def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
+    """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy), in
+    `dtype`."""
+    model = build_model(spec, params, torch.device("cpu"), dtype)
     fwd = forward(spec, model.params, model.module, torch.as_tensor(x))
     loss = cross_entropy(fwd.logits, torch.as_tensor(y))
     loss.backward()
