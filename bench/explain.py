@@ -23,7 +23,8 @@ from common.rungs import RUNG_INFO, ExplainConfig, gap_closed
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Each framework's rungs.RUNGS, known here without importing it (for the progress bar).
-FRAMEWORK_RUNGS = {"torch": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "builtin"),
+FRAMEWORK_RUNGS = {"torch": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed",
+                             "builtin"),
                    "mxnet": ("d2l", "fused", "hoisted", "onednn", "compiled", "hand_vjp",
                              "builtin"),
                    "jax": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "builtin")}

@@ -61,6 +61,10 @@ RUNG_INFO: Dict[str, RungInfo] = {
         ("jax", "a hand-written backward (custom_vjp, the scratch layer's fast path): the "
                 "reverse loop carries only the state gradients; the weight gradient as one "
                 "matmul over all steps"))),
+    "packed": RungInfo("oneDNN packed", "the hand backward's recurrent products through oneDNN "
+                       "with the weight packed once per call (torch.ops.mkldnn's "
+                       "_reorder_linear_weight and _linear_pointwise, the inner product torch's "
+                       "oneDNN paths run) instead of torch.matmul (MKL); the same arithmetic"),
     "builtin": RungInfo("built-in", "the framework's fused LSTM layer", (
         ("torch", "nn.LSTM: one fused kernel per layer (oneDNN on CPU, cuDNN on GPU)"),
         ("mxnet", "gluon.rnn.LSTM, hybridized: one fused kernel per layer (oneDNN on CPU, "

@@ -98,6 +98,40 @@ def test_op_counts_fall_along_the_ladder(framework):
         assert counts["compiled"] <= counts["hoisted"], counts
 
 
+def test_torch_packed_rung_says_which_products_it_ran():
+    """The packed rung runs oneDNN's inner product where oneDNN packs (float32 on a CPU) and
+    says so; in float64 it runs the plain products and its code path says that instead."""
+    R = rungs_of("torch")
+    import torch
+    cfg, params, *_ = case("float32")
+    f32, f64 = (R.build("packed", cfg, params, d) for d in ("float32", "float64"))
+    if torch.backends.mkldnn.is_available():
+        assert "oneDNN" in f32.code_path and "plain products" not in f32.code_path
+    assert "plain products" in f64.code_path
+
+
+def test_torch_packed_products_are_the_plain_ones():
+    """oneDNN's packed inner products and torch's matmul give the same layer, forward and
+    backward, at a size where the blocked layout has partial blocks (float32 rounding apart)."""
+    import torch
+    from torch_impl.recurrence import hand_lstm, packable
+    gen = torch.Generator().manual_seed(0)
+    T_, B_, H_ = 5, 3, 37
+    XP = torch.randn(T_, B_, 4 * H_, generator=gen, requires_grad=True)
+    W = (0.2 * torch.randn(H_, 4 * H_, generator=gen)).requires_grad_()
+    H0, C0 = torch.randn(B_, H_, generator=gen), torch.randn(B_, H_, generator=gen)
+    if not packable(W):
+        pytest.skip("torch was built without oneDNN: no packed products to compare")
+    results = []
+    for packed in (False, True):
+        XP.grad = W.grad = None
+        Y, h, c = hand_lstm(XP, W, H0, C0, packed)
+        (Y.square().sum() + h.sum() + 2 * c.sum()).backward()
+        results.append([Y.detach(), c.detach(), XP.grad.clone(), W.grad.clone()])
+    for plain, packed in zip(*results):
+        torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+
+
 def test_fused_layout_round_trips():
     cfg, params, *_ = case("float64")
     fused = fuse_lstm(params)

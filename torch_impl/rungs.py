@@ -1,7 +1,9 @@
 """The "why is the built-in faster" ladder in PyTorch: d2l's scratch LSTM language model, made
 faster one change at a time up to `nn.LSTM` (common/rungs.py describes the rungs).
 
-The `hand_vjp` rung adds a hand-written backward (recurrence.py), as JAX's fast path does.
+The `hand_vjp` rung adds a hand-written backward (recurrence.py), as JAX's fast path does; the
+`packed` rung then runs its recurrent products through oneDNN on packed weights, the kernels
+behind `nn.LSTM` on a CPU, instead of torch's MKL matmul.
 Every rung holds the same canonical parameters (the middle rungs in the fused layout,
 common.rungs.fuse_lstm) and trains them with the same head and step: one-hot inputs,
 `Y W_hq + b_q`, mean cross-entropy, backward, d2l's clipping, `torch.optim.SGD`. Only the
@@ -32,10 +34,10 @@ from .convert import grads_from_native
 from .devices import resolve_device
 from .layers import builtin_code_path, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy
-from .recurrence import hand_lstm
+from .recurrence import hand_lstm, packable
 from .train import clip_gradients
 
-RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "builtin")
+RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "builtin")
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Profiler events that launch no kernel: views, allocation, metadata.
 NO_KERNEL = {"aten::empty", "aten::empty_strided", "aten::view", "aten::t", "aten::transpose",
@@ -96,9 +98,13 @@ def compiled_layer(model, X, H, C):
     return hoisted_layer(model, X, H, C, loop=scripted_loop())
 
 
-def hand_vjp_layer(model, X, H, C):
+def hand_vjp_layer(model, X, H, C, packed=False):
     p = model.leaves
-    return hand_lstm(X @ p["W_x"] + p["b"], p["W_h"], H, C)
+    return hand_lstm(X @ p["W_x"] + p["b"], p["W_h"], H, C, packed)
+
+
+def packed_layer(model, X, H, C):
+    return hand_vjp_layer(model, X, H, C, packed=True)
 
 
 def builtin_layer(model, X, H, C):
@@ -107,13 +113,16 @@ def builtin_layer(model, X, H, C):
 
 
 LAYERS = {"d2l": d2l_layer, "fused": fused_layer, "hoisted": hoisted_layer,
-          "compiled": compiled_layer, "hand_vjp": hand_vjp_layer, "builtin": builtin_layer}
+          "compiled": compiled_layer, "hand_vjp": hand_vjp_layer, "packed": packed_layer,
+          "builtin": builtin_layer}
 CODE_PATHS = {"d2l": "Python loop, torch ops, 8 matmuls per step",
               "fused": "Python loop, torch ops, 2 matmuls per step",
               "hoisted": "input matmul hoisted, Python loop, 1 matmul per step",
               "compiled": "input matmul hoisted, loop scripted by TorchScript",
               "hand_vjp": "input matmul hoisted, autograd.Function with hand-written backward, "
-                          "both loops scripted by TorchScript"}
+                          "both loops scripted by TorchScript",
+              "packed": "as hand_vjp, recurrent products oneDNN inner products on weights "
+                        "packed once per call (torch.ops.mkldnn)"}
 
 
 @dataclass
@@ -158,8 +167,12 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
         return TorchRung(rung, cfg, tdtype, dev, leaves, module,
                          builtin_code_path(cfg.layer_spec, tdtype, dev))
     named = params if rung == "d2l" else fuse_lstm(params)
-    return TorchRung(rung, cfg, tdtype, dev, {k: leaf(v) for k, v in named.items()},
-                     code_path=CODE_PATHS[rung])
+    leaves = {k: leaf(v) for k, v in named.items()}
+    code_path = CODE_PATHS[rung]
+    if rung == "packed" and not packable(leaves["W_h"]):
+        code_path = CODE_PATHS["hand_vjp"] + f" (oneDNN packs float32 on a CPU only: {dtype} " \
+                                             f"on {dev.type} runs the plain products)"
+    return TorchRung(rung, cfg, tdtype, dev, leaves, code_path=code_path)
 
 
 def _ids(model: TorchRung, ids) -> torch.Tensor:
