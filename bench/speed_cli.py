@@ -40,7 +40,7 @@ def add_speed(sub, positive_int):
     p.add_argument("--threads", type=positive_int, default=len(available_cpus()),
                    help="CPU threads, the same for every framework (default: every CPU)")
     p.add_argument("--budget", type=_nonnegative_float, help="seconds of timed repeats per case "
-                   "(default 2; --quick 0.3)")
+                   "(default 1; --quick 0.3)")
     p.add_argument("--min-repeats", type=positive_int, help="at least this many timed repeats")
     p.add_argument("--max-repeats", type=positive_int, help="at most this many timed repeats")
     p.add_argument("--warmup", type=int, choices=range(0, 101), metavar="N",
