@@ -44,6 +44,19 @@ def prefixes(spec: LayerSpec) -> List[str]:
     return out
 
 
+def redundant_bias_keys(spec: LayerSpec) -> List[str]:
+    """Canonical biases that only duplicate another bias of the same pre-activation: in the
+    `reset_before` GRU (d2l's scratch GRU), `b_hn` is added beside `b_h` outside the reset gate.
+
+    d2l's GRU has the one bias `b_h` there; training both would move their sum twice as far per
+    SGD step. The trainers zero these keys' gradients, so they keep their initial values and the
+    model trains as d2l's does. (In `reset_after` `b_hn` sits inside `R * (...)` and trains.)
+    """
+    if spec.cell != "gru" or spec.gru_variant != "reset_before":
+        return []
+    return [p + "b_hn" for p in prefixes(spec)]
+
+
 def layer_input_size(spec: LayerSpec, layer: int) -> int:
     """Input width of layer `layer`: the data for layer 0, H*D above it."""
     return spec.input_size if layer == 0 else spec.hidden_size * spec.num_directions

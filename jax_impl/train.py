@@ -5,6 +5,8 @@ The built-in layer trains the canonical model with no masking. torch's and Gluon
 the gradients of the recurrent-side bias blocks that duplicate a canonical bias
 (`duplicate_bias_masks`); Flax's cells carry exactly one bias per gate (convert.py), so there is
 no copy to keep at zero, and a built-in model follows the scratch model's trajectory as it is.
+The scratch reset_before GRU's `b_hn` duplicates `b_h` (`common.params.redundant_bias_keys`);
+its gradient is zeroed here as torch's and Gluon's trainers zero it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from common.config import OPTIMIZERS, check_choice
-from common.params import Params
+from common.params import Params, redundant_bias_keys
 
 from .lm import JaxLM, loss_fn, to_device
 
@@ -45,6 +47,8 @@ def train_step(cfg, optimizer: str, params, opt_state, ids, targets, state, hype
     """
     (loss, finals), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
         cfg, params, ids, targets, state)
+    held = redundant_bias_keys(cfg.layer_spec) if cfg.impl == "scratch" else ()
+    grads = {k: jnp.zeros_like(g) if k in held else g for k, g in grads.items()}
     if "clip" in hyper:
         grads = clip_gradients(grads, hyper["clip"])
     updates, opt_state = OPTAX[optimizer](hyper["lr"]).update(grads, opt_state, params)

@@ -8,6 +8,7 @@ after every backward pass: they stay exactly zero under SGD and Adam, the norm t
 sees is the canonical one, and a built-in model follows the scratch model's trajectory. (GRU's
 candidate block is no duplicate: it is `b_hn`, and it trains.) Without this the optimizer would
 move both copies, the canonical bias twice as far, as plain `gluon.rnn.LSTM` training does.
+The scratch reset_before GRU's `b_hn` duplicates `b_h` the same way and is held the same way.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from common.config import OPTIMIZERS, check_choice
-from common.params import Params, prefixes
+from common.params import Params, prefixes, redundant_bias_keys
 
 from ._mx import mx
 from .convert import NATIVE_GATES, native_prefix
@@ -43,10 +44,12 @@ def clip_gradients(grads: List, theta: float) -> List:
 
 def duplicate_bias_masks(model: MXNetLM) -> Dict[str, np.ndarray]:
     """Per recurrent-side bias of the built-in (native name): 0 on blocks that duplicate a
-    canonical bias, 1 on GRU's candidate block (`b_hn`). Empty for scratch models."""
-    if model.net is None:
-        return {}
+    canonical bias, 1 on GRU's candidate block (`b_hn`). Scratch models: 0 on the canonical
+    biases that duplicate another (`common.params.redundant_bias_keys`: the reset_before GRU's
+    `b_hn`), none otherwise."""
     spec, H = model.cfg.layer_spec, model.cfg.hidden_size
+    if model.net is None:
+        return {k: np.zeros(H) for k in redundant_bias_keys(spec)}
     gates = NATIVE_GATES[spec.cell]
     blocks = [np.full(H, 1.0 if (spec.cell == "gru" and g == "h") else 0.0) for g in gates]
     return {native_prefix(p) + "h2h_bias": np.concatenate(blocks) for p in prefixes(spec)}

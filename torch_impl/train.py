@@ -7,7 +7,8 @@ recurrent side. Those recurrent-side blocks duplicate a canonical bias, so their
 zeroed after every backward pass: they stay exactly zero under SGD and Adam, the norm that
 clipping sees is the canonical one, and a built-in model follows the scratch model's trajectory.
 (GRU's candidate block is no duplicate: it is `b_hn`, and it trains.) Without this the optimizer
-would move both copies, the canonical bias twice as far, as plain `nn.LSTM` training does.
+would move both copies, the canonical bias twice as far, as plain `nn.LSTM` training does. The
+scratch reset_before GRU's `b_hn` duplicates `b_h` the same way and is held the same way.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional
 import torch
 
 from common.config import OPTIMIZERS, check_choice
-from common.params import Params
+from common.params import Params, redundant_bias_keys
 
 from .convert import NATIVE_GATES, native_suffixes
 from .lm import TorchLM, cross_entropy, detach_state
@@ -39,10 +40,13 @@ def clip_gradients(grads: List[torch.Tensor], theta: float) -> List[torch.Tensor
 
 def duplicate_bias_masks(model: TorchLM) -> Dict[str, torch.Tensor]:
     """Per recurrent-side bias of the built-in (torch's name): 0 on blocks that duplicate a
-    canonical bias, 1 on GRU's candidate block (`b_hn`). Empty for scratch models."""
-    if model.module is None:
-        return {}
+    canonical bias, 1 on GRU's candidate block (`b_hn`). Scratch models: 0 on the canonical
+    biases that duplicate another (`common.params.redundant_bias_keys`: the reset_before GRU's
+    `b_hn`), none otherwise."""
     spec, H = model.cfg.layer_spec, model.cfg.hidden_size
+    if model.module is None:
+        return {k: torch.zeros(H, dtype=model.dtype, device=model.device)
+                for k in redundant_bias_keys(spec)}
     blocks = [torch.full((H,), 1.0 if (spec.cell == "gru" and g == "h") else 0.0)
               for g in NATIVE_GATES[spec.cell]]
     mask = torch.cat(blocks).to(dtype=model.dtype, device=model.device)
