@@ -21,11 +21,9 @@ from common.params import Params, cast_params, check_params, lm_param_shapes, pa
 
 from . import lm, train
 from .convert import from_native, grads_from_native
-from .devices import device_names, resolve_device
+from .devices import TORCH_DTYPES, device_names, resolve_device
 from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, builtin_name,
                      make_builtin, scratch_forward)
-
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass

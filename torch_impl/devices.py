@@ -1,4 +1,4 @@
-"""Device names -> `torch.device`.
+"""Device names -> `torch.device`, and dtype names -> `torch.dtype`.
 
 Resolving a GPU also turns TF32 off (`torch.backends.cuda.matmul.allow_tf32` and
 `torch.backends.cudnn.allow_tf32`): with TF32 on, float32 matmuls and cuDNN RNNs keep only 10
@@ -11,6 +11,8 @@ import torch
 from common.errors import RnnbenchError
 
 GPU_NAMES = ("gpu", "cuda")
+# The contract's dtype names (common.config.DTYPES) as torch dtypes.
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def disable_tf32() -> None:

@@ -25,8 +25,7 @@ from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, dropout_ke
 from common.params import Params
 
 from . import lm
-from .adapter import TORCH_DTYPES
-from .devices import resolve_device
+from .devices import TORCH_DTYPES, resolve_device
 from .layers import builtin_forward, run_direction
 
 LOOP_CODE_PATH = "Python loop over torch ops (layers.run_direction)"

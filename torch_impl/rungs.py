@@ -31,14 +31,13 @@ from common.rungs import canonical_grads, check_config, fuse_lstm
 
 from .cells import lstm_step
 from .convert import grads_from_native
-from .devices import resolve_device
+from .devices import TORCH_DTYPES, resolve_device
 from .layers import builtin_code_path, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy
 from .recurrence import hand_lstm, packable
 from .train import clip_gradients
 
 RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "builtin")
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Profiler events that launch no kernel: views, allocation, metadata.
 NO_KERNEL = {"aten::empty", "aten::empty_strided", "aten::view", "aten::t", "aten::transpose",
              "aten::select", "aten::slice", "aten::unbind", "aten::reshape", "aten::expand",

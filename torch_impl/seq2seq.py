@@ -24,12 +24,10 @@ from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check
                             truncate_at_eos)
 
 from .convert import NATIVE_GATES, from_native, grads_from_native
-from .devices import resolve_device
+from .devices import TORCH_DTYPES, resolve_device
 from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, make_builtin,
                      scratch_forward)
 from .train import clip_gradients
-
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass

@@ -18,8 +18,8 @@ from common.errors import NotSupported
 from common.params import init_lm_params
 from common.speedcase import SpeedCase, Step
 
-from .adapter import BACKEND, TORCH_DTYPES
-from .devices import resolve_device
+from .adapter import BACKEND
+from .devices import TORCH_DTYPES, resolve_device
 
 GEMM_OPS = ("torch.matmul",)
 FRAMEWORK = "torch"
