@@ -31,3 +31,26 @@ def test_table_shows_anchor_and_spread():
                                        _rec("RNN scratch", "jax", 7.07, None)])
     row = table.splitlines()[2]
     assert "7.00 (7.24)" in row and "| 7.07 |" in row and "1.0%" in row
+
+
+def test_d2l017_concise_models_start_as_d2ls_gluon_chapter():
+    """d2l 0.17's Gluon train_ch8 re-initialises with init.Normal(0.01); its PyTorch chapter keeps
+    the framework default. The preset runs both starts, under different names."""
+    models = {m.name: m for m in lm_quality.PRESETS["d2l-0.17"]["models"]}
+    assert models["RNN concise"].init == "normal" and models["GRU concise"].init == "normal"
+    assert models["RNN concise, framework init"].init == "uniform"
+    assert models["GRU concise, framework init"].init == "uniform"
+    assert {m.target_ppl for m in models.values() if m.cell == "rnn"} == {1.2}
+
+
+def test_run_directories_are_plain_names():
+    assert lm_quality.slug("RNN concise, framework init") == "RNN_concise_framework_init"
+    assert lm_quality.slug("2-layer GRU concise") == "2-layer_GRU_concise"
+
+
+def test_an_unknown_model_name_is_an_error_that_lists_the_preset():
+    import pytest
+    with pytest.raises(ValueError, match="its models: 'RNN scratch'"):
+        lm_quality.choose_models("d2l-0.17", ["RNN sratch"])
+    assert [m.name for m in lm_quality.choose_models("d2l-0.17", ["GRU concise"])] == ["GRU concise"]
+    assert len(lm_quality.choose_models("d2l-1.0", None)) == 7
