@@ -53,8 +53,9 @@ RUNG_INFO: Dict[str, RungInfo] = {
                          "only the state gradients; the weight gradient as one matmul over all "
                          "steps", (
         ("torch", "a hand-written backward (autograd.Function, both loops TorchScript): the "
-                  "reverse loop carries only the state gradients; the weight gradient as one "
-                  "matmul over all steps"),
+                  "reverse loop carries only the state gradients, the gates' local derivatives "
+                  "formed for all steps at once before it; the weight gradient as one matmul "
+                  "over all steps"),
         ("mxnet", "a hand-written backward (forward and backward loops each one hybridized "
                   "graph, autograd only for the head): the reverse loop carries only the state "
                   "gradients; the weight gradient as one FullyConnected over all steps"),
