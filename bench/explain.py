@@ -2,7 +2,8 @@
 
 Runs the ladder of common/rungs.py in every framework, each in its own process
 (bench/explain_worker.py) with the same pinned thread count, and writes to the output directory
-`explain.json` (one `RungRecord` per framework, hidden size and rung), `explain.png` (the ladder
+`explain.json` (one `RungRecord` per framework, hidden size and rung, and one `FloorRecord` per
+framework and hidden size: the products alone), `explain.png` (the ladder
 per framework) and `why-gluon-is-faster.md` (the answer in prose, every number read from the
 records; bench/explain_report.py).
 """
@@ -64,6 +65,30 @@ class RungRecord:
     error: Optional[str] = None
 
 
+@dataclass
+class FloorRecord:
+    """The products of one training step alone (common.rungs.PRODUCTS) in one framework at one
+    hidden size: the least time any of its scratch rungs can take."""
+
+    framework: str
+    hidden: int
+    device: str
+    kernels: str = ""
+    median_s: Optional[float] = None
+    spread: Optional[float] = None
+    repeats: int = 0
+    status: str = "ok"
+    error: Optional[str] = None
+
+
+def to_floor(event: dict) -> FloorRecord:
+    timing = event.get("timing") or {}
+    return FloorRecord(event["framework"], event["hidden"], event["device"],
+                       event.get("kernels", ""), timing.get("median_s"),
+                       timing.get("iqr_over_median"), timing.get("repeats", 0),
+                       event.get("status", "error"), event.get("error"))
+
+
 def to_record(event: dict, cfg: ExplainConfig) -> RungRecord:
     """A worker's `record` event -> a `RungRecord` (gap_closed is filled in later)."""
     timing = event.get("timing") or {}
@@ -105,9 +130,10 @@ def worker_env(cfg: ExplainConfig) -> dict:
     return env
 
 
-def run_framework(framework: str, device: str, cfg: ExplainConfig, bar=None) -> List[RungRecord]:
+def run_framework(framework: str, device: str, cfg: ExplainConfig, bar=None,
+                  floors: Optional[List[FloorRecord]] = None) -> List[RungRecord]:
     """Run one framework's worker on `device`; records as they come, errors recorded, never
-    raised."""
+    raised; the worker's floors appended to `floors`."""
     config = json.dumps({f.name: getattr(cfg, f.name) for f in fields(cfg)})
     proc = subprocess.Popen([sys.executable, "-m", "bench.explain_worker", framework, device,
                              config], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -123,6 +149,8 @@ def run_framework(framework: str, device: str, cfg: ExplainConfig, bar=None) -> 
             recs.append(to_record(event, cfg))
             if bar is not None:
                 bar.update(1)
+        elif event["event"] == "floor" and floors is not None:
+            floors.append(to_floor(event))
     stderr = proc.stderr.read()
     if proc.wait() != 0:
         last = (stderr.strip().splitlines() or ["no output"])[-1]
@@ -147,14 +175,16 @@ def main(cfg: ExplainConfig, out: Path, quiet: bool = False) -> int:
     for name in set(cfg.frameworks) - set(frameworks):
         print(f"explain: skipping {name}, not installed ({install_hint(name)})")
     recs: List[RungRecord] = []
+    floors: List[FloorRecord] = []
     total = sum(planned(f, cfg) for f in frameworks)
     with tqdm(total=total, desc="explain", unit="rung", disable=quiet) as bar:
         for device in cfg.devices:
             for framework in frameworks:
-                recs += run_framework(framework, device, cfg, bar)
+                recs += run_framework(framework, device, cfg, bar, floors)
                 fill_gaps(recs)
-                write(out, cfg, recs)
-    explain_report.write_all(out, asdict_config(cfg), [asdict(r) for r in recs])
+                write(out, cfg, recs, floors)
+    explain_report.write_all(out, asdict_config(cfg), [asdict(r) for r in recs],
+                             [asdict(f) for f in floors])
     print(explain_report.summary_table([asdict(r) for r in recs]))
     print(f"wrote {out / 'explain.json'}, {out / 'why-gluon-is-faster.md'}, "
           f"{out / 'explain.png'}")
@@ -165,10 +195,11 @@ def asdict_config(cfg: ExplainConfig) -> dict:
     return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
 
 
-def write(out: Path, cfg: ExplainConfig, recs: List[RungRecord]) -> Path:
+def write(out: Path, cfg: ExplainConfig, recs: List[RungRecord],
+          floors: List[FloorRecord] = ()) -> Path:
     return records.write_json(out / "explain.json",
-                              {"config": asdict_config(cfg), "records": [asdict(r) for r in recs]},
-                              overwrite=True)
+                              {"config": asdict_config(cfg), "records": [asdict(r) for r in recs],
+                               "floors": [asdict(f) for f in floors]}, overwrite=True)
 
 
 def quick_config(threads: Optional[int] = None, devices=("cpu",)) -> ExplainConfig:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bench import records
-from common.rungs import RUNG_INFO, RUNG_ORDER
+from common.rungs import PRODUCTS, RUNG_INFO, RUNG_ORDER
 
 NAMES = {"torch": "PyTorch", "mxnet": "MXNet Gluon", "jax": "JAX"}
 BUILTINS = {"torch": "`nn.LSTM`", "mxnet": "`gluon.rnn.LSTM`", "jax": "Flax's `OptimizedLSTMCell`"}
@@ -165,6 +165,51 @@ def requirements(recs: List[dict]) -> str:
     return "\n".join(lines) or "(no complete ladder measured)"
 
 
+def ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.1f} ms"
+
+
+def floors_text(recs: List[dict], floors: List[dict]) -> str:
+    """Per framework and size: the products alone against the time the bar allows a scratch
+    step (the framework's built-in x 1.25; for JAX the fastest built-in / 0.8), every number
+    from the records."""
+    table, lines = ladder(recs), []
+    for f in sorted(floors, key=lambda f: (f["device"], f["hidden"], f["framework"])):
+        fw, at = f["framework"], where(f["device"], f["hidden"])
+        if f.get("status") != "ok" or not f.get("median_s"):
+            lines.append(f"- {at}: {NAMES[fw]}: products not measured ({f.get('error')})")
+            continue
+        here = {k[0]: rungs for k, rungs in table.items() if k[1:] == (f["device"], f["hidden"])}
+        if fw == "jax":
+            builtins = [r["builtin"] for r in here.values() if "builtin" in r]
+            if not builtins:
+                continue
+            ref = min(builtins, key=lambda r: r["median_s"])
+            whose = f"the fastest built-in's ({ref['framework']})"
+            allowed, bar = ref["median_s"] / JAX_VS_FASTEST, f"{JAX_VS_FASTEST}x its speed"
+        else:
+            ref = here.get(fw, {}).get("builtin")
+            if ref is None:
+                continue
+            whose = "the built-in's"
+            allowed, bar = ref["median_s"] * SCRATCH_BOUND, f"{SCRATCH_BOUND}x its step"
+        text = (f"- {at}: {NAMES[fw]}: the products alone ({f['kernels']}) take "
+                f"{ms(f['median_s'])} per step, {f['median_s'] / ref['median_s']:.2f}x "
+                f"{whose} whole step of {ms(ref['median_s'])}; ")
+        if f["median_s"] >= allowed:
+            text += (f"{bar} would be {ms(allowed)}: no scratch rung that runs these products "
+                     "one by one can meet the bar here.")
+        else:
+            text += (f"{bar} ({ms(allowed)}) leaves {ms(allowed - f['median_s'])} for every "
+                     "other operator of a scratch step.")
+        lines.append(text)
+    if not lines:
+        return ""
+    return "\n".join([f"Every scratch rung runs at least {PRODUCTS}. Timed alone, as the rungs "
+                      "are, in each framework's fastest way of running them, they bound how close "
+                      "any scratch rung can come:", ""] + lines)
+
+
 def summary_table(recs: List[dict]) -> str:
     """Every record: framework, device, size, rung, speed, ops, gap, compile, spread, parity."""
     rows = ["| framework | device | H | rung | tokens/s | x d2l | ops/step | gap closed | "
@@ -207,7 +252,7 @@ def _setting(config: dict, recs: List[dict]) -> str:
             "small case.")
 
 
-def markdown(config: dict, recs: List[dict]) -> str:
+def markdown(config: dict, recs: List[dict], floors: List[dict] = ()) -> str:
     """The whole `why-gluon-is-faster.md`: Gluon's answer first, then the other frameworks."""
     table = ladder(recs)
     parts = ["# Why does Gluon's concise LSTM train faster than d2l's scratch one?", "",
@@ -221,8 +266,11 @@ def markdown(config: dict, recs: List[dict]) -> str:
         rungs = table[(fw, device, hidden)]
         parts += [f"## {title}, {where(device, hidden)}", "", answer(fw, rungs), "",
                   ladder_table(rungs), ""]
-    parts += ["## Against issue 7's bars", "", requirements(recs), "",
-              "## Every record", "", summary_table(recs), "", "## Code paths", ""]
+    parts += ["## Against issue 7's bars", "", requirements(recs), ""]
+    floor = floors_text(recs, list(floors))
+    if floor:
+        parts += ["## The floor under the scratch rungs", "", floor, ""]
+    parts += ["## Every record", "", summary_table(recs), "", "## Code paths", ""]
     seen = {}
     for r in recs:
         if r.get("code_path"):
@@ -273,8 +321,8 @@ def plot(recs: List[dict], path: Path) -> Path:
     return Path(path)
 
 
-def write_all(out: Path, config: dict, recs: List[dict]) -> None:
+def write_all(out: Path, config: dict, recs: List[dict], floors: List[dict] = ()) -> None:
     """why-gluon-is-faster.md and explain.png in `out` (explain.json is bench/explain.py's)."""
-    records.write_atomic(Path(out) / "why-gluon-is-faster.md", markdown(config, recs),
+    records.write_atomic(Path(out) / "why-gluon-is-faster.md", markdown(config, recs, floors),
                          overwrite=True)
     plot(recs, Path(out) / "explain.png")

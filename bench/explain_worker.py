@@ -6,7 +6,9 @@ is imported (PERFORMANCE.md), so bench/explain.py starts one fresh interpreter p
 with the thread variables set, and this process pins itself to that many CPUs before the
 framework is imported. It prints one JSON object per line: `{"event": "start", ...}` when a
 rung begins and `{"event": "record", ...}` with its measurement (or its error) when it ends;
-a device the framework cannot see gives records with status "unavailable".
+a device the framework cannot see gives records with status "unavailable". After the rungs
+of each hidden size, `{"event": "floor", ...}`: the products alone (common.rungs.PRODUCTS),
+timed the same way, the least time any scratch rung of this framework can take.
 
 Per rung and hidden size: a fresh model is timed first (so the first call carries its compile
 cost), its kernels counted, then another fresh model is checked against the built-in's loss,
@@ -105,6 +107,18 @@ def measure_rung(R, rung: str, lm: LMConfig, params, ids, targets, cfg: ExplainC
             "parity_error": error, "code_path": model.code_path}
 
 
+def measure_floor(R, lm: LMConfig, cfg: ExplainConfig, device: str) -> dict:
+    """The products alone (common.rungs.PRODUCTS), timed as a rung is -> the floor's fields."""
+    try:
+        step, sync, kernels = R.products_step(lm, cfg.batch, cfg.steps, cfg.dtype, device)
+        timing = measure(step, sync, warmup=cfg.warmup, min_repeats=cfg.min_repeats,
+                         budget_s=cfg.budget_s)
+        return {"timing": timing.summary(), "kernels": kernels, "status": "ok", "error": None}
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+
+
 def run(framework: str, device: str, cfg: ExplainConfig, emit) -> None:
     """Every rung of `framework` that `cfg` asks for, at every hidden size; `emit(dict)`."""
     cpus = pin_cpus(cfg.threads)
@@ -142,6 +156,8 @@ def run(framework: str, device: str, cfg: ExplainConfig, emit) -> None:
             f64, note = checks[rung]
             emit({"event": "record", **head, **result, "parity64_error": f64,
                   "parity64_note": note})
+        emit({"event": "floor", "framework": framework, "hidden": hidden, "device": device,
+              **measure_floor(R, lm, cfg, device)})
 
 
 def _emit(obj: dict) -> None:

@@ -75,6 +75,14 @@ RUNG_INFO: Dict[str, RungInfo] = {
 }
 RUNG_ORDER: Tuple[str, ...] = tuple(RUNG_INFO)
 
+# The floor under every scratch rung (bench/explain.py measures it beside the ladder): the
+# products one training step of the LSTM language model must run when the recurrence is written
+# out per time step, timed alone, in each framework's fastest way of running them, and nothing else.
+PRODUCTS = ("the products alone: T forward recurrent products (B, H) x (H, 4H), T backward "
+            "(B, 4H) x (4H, H), the recurrent weight gradient (H, T*B) x (T*B, 4H), the input "
+            "projection (T*B, V) x (V, 4H) and its weight gradient, the output layer and its two "
+            "gradients")
+
 # d2l's character LM (chapter 9): time machine characters, B=32, T=35, lr 1, clip 1.
 D2L_SIZES = {"batch": 32, "steps": 35, "vocab": 28}
 # The fused layout's gate order: the contract's, so the sigmoid gates come first.

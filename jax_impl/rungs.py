@@ -199,6 +199,35 @@ def make_step(model: JaxRung, ids, targets, lr: float, clip: float) -> Callable[
     return step
 
 
+def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
+                  device: str = "cpu"):
+    """The floor under every scratch rung (common.rungs.PRODUCTS) -> `(step, sync, kernels)`:
+    one training step's products alone, jitted, the recurrent ones in a `lax.scan` each way as
+    the hand-backward rung runs them (each step's product feeds the next, so none is skipped)."""
+    H, V, B, T = cfg.hidden_size, cfg.vocab_size, batch, steps
+    dev = resolve_device(device)
+    with compute_scope(dev, dtype):
+        keys = iter(jax.random.split(jax.random.key(0), 12))
+        r = lambda *shape: jax.random.normal(next(keys), shape, dtype)
+        args = (r(H, 4 * H), r(V, 4 * H), r(H, V), r(T * B, V), r(T * B, H), r(T, B, 4 * H),
+                r(T * B, V), r(B, H))
+
+    def products(W_h, W_x, W_q, X, Y, G, dlogits, h0):
+        forward = lambda h, _: ((h @ W_h)[:, :H], None)
+        h, _ = jax.lax.scan(forward, h0, None, length=T)
+        W_hT = jax.lax.optimization_barrier(W_h.T)
+        dh, _ = jax.lax.scan(lambda dh, g: (dh + g @ W_hT, None), h0, G)
+        G2 = G.reshape(T * B, 4 * H)
+        return h, dh, Y.T @ G2, X @ W_x, X.T @ G2, Y @ W_q, dlogits @ W_q.T, Y.T @ dlogits
+
+    fn = jax.jit(products)
+
+    def step():
+        with compute_scope(dev, dtype):
+            return fn(*args)
+    return step, jax.block_until_ready, "XLA dots (jitted, recurrent ones in lax.scan)"
+
+
 def sync(model: JaxRung) -> Callable[[object], object]:
     """The barrier a timed step ends with: JAX dispatches asynchronously on every device."""
     return jax.block_until_ready

@@ -237,6 +237,31 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
                      code_path=CODE_PATHS[rung], loops=loops)
 
 
+def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
+                  device: str = "cpu"):
+    """The floor under every scratch rung (common.rungs.PRODUCTS) -> `(step, sync, kernels)`:
+    one training step's products alone, each a `FullyConnected` as the rungs from `onednn` up
+    run them."""
+    ctx = resolve_device(device)
+    H, V, B, T = cfg.hidden_size, cfg.vocab_size, batch, steps
+    rng = np.random.default_rng(0)
+    r = lambda *shape: to_nd(rng.standard_normal(shape), ctx, dtype)
+    W_h, W_hT, W_x, W_q, W_qT = r(4 * H, H), r(H, 4 * H), r(4 * H, V), r(V, H), r(H, V)
+    X, Y, dlogits, h, dg = r(T * B, V), r(T * B, H), r(T * B, V), r(B, H), r(B, 4 * H)
+    G_T, X_T, Y_T, dlogits_T = r(4 * H, T * B), r(V, T * B), r(H, T * B), r(V, T * B)
+
+    def step():
+        for _ in range(T):
+            out = fc(h, W_h)
+        for _ in range(T):
+            out = fc(dg, W_hT)
+        # dW_h, the input projection and dW_x, the output layer and its two gradients
+        return (out, fc(G_T, Y_T), fc(X, W_x), fc(G_T, X_T), fc(Y, W_q),
+                fc(dlogits, W_qT), fc(dlogits_T, Y_T))
+
+    return step, lambda _: nd.waitall(), "FullyConnected (oneDNN on CPU)"
+
+
 def _ids(model: MXNetRung, ids):
     return to_nd(np.asarray(ids), model.ctx, "int64")
 

@@ -264,6 +264,10 @@ def test_explain_end_to_end_on_torch(tmp_path):
     text = (tmp_path / "why-gluon-is-faster.md").read_text()
     assert f"{rec['tokens_per_s']:,.0f}" in text
     assert (tmp_path / "explain.png").exists()
+    [floor] = data["floors"]
+    assert (floor["framework"], floor["hidden"], floor["status"]) == ("torch", 8, "ok")
+    assert floor["median_s"] > 0 and floor["repeats"] >= 2
+    assert f"{1e3 * floor['median_s']:.1f} ms per step" in text
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -297,3 +301,54 @@ def test_a_device_the_framework_cannot_see_is_unavailable_not_an_error(tmp_path)
     assert all("GPU" in r.error for r in recs)
     text = explain_report.summary_table([explain.asdict(r) for r in recs])
     assert "unavailable" in text
+
+
+@pytest.mark.parametrize("framework", list(explain.FRAMEWORK_RUNGS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_products_step_runs_the_steps_products(framework, dtype):
+    """The floor's step returns the weight gradient and the input projection among its products,
+    at the shapes of the step it stands for."""
+    R = rungs_of(framework)
+    step, sync, kernels = R.products_step(LMConfig("lstm", "scratch", V, H), B, T, dtype)
+    out = step()
+    sync(out)
+    shapes = {tuple(np.shape(a)) for a in out}
+    assert {(H, 4 * H), (4 * H, H)} & shapes, shapes      # dW_h, in either layout
+    assert (T * B, 4 * H) in shapes and (T * B, V) in shapes, shapes
+    assert kernels
+
+
+def fake_floors(scale=1.0, torch_s=0.11, mxnet_s=0.2, jax_s=0.09):
+    return [{"framework": fw, "hidden": 256, "device": "cpu", "kernels": f"{fw} kernels",
+             "median_s": s / scale, "spread": 0.02, "repeats": 5, "status": "ok", "error": None}
+            for fw, s in (("torch", torch_s), ("mxnet", mxnet_s), ("jax", jax_s))]
+
+
+def test_floors_say_how_much_room_the_bar_leaves():
+    recs = fake_records()
+    text = explain_report.markdown(CONFIG, recs, fake_floors())
+    lines = {line.split(": ")[1]: line for line in text.splitlines()
+             if line.startswith("- H=256, cpu: ") and "products alone" in line}
+    # torch: built-in 0.1 s, products 0.11 s: 1.25x allows 125.0 ms, leaving 15.0 ms
+    assert "110.0 ms per step, 1.10x the built-in's whole step of 100.0 ms" in lines["PyTorch"]
+    assert "leaves 15.0 ms" in lines["PyTorch"]
+    # MXNet: built-in 0.128 s, products 0.2 s > 160.0 ms: the bar cannot be met
+    assert "would be 160.0 ms: no scratch rung" in lines["MXNet Gluon"]
+    # JAX against the fastest built-in (torch, 0.1 s): 0.8x allows 125.0 ms, products 90.0 ms
+    assert "the fastest built-in's (torch) whole step of 100.0 ms" in lines["JAX"]
+    assert "leaves 35.0 ms" in lines["JAX"]
+    assert "products not measured" in explain_report.floors_text(
+        recs, [{**fake_floors()[0], "status": "error", "median_s": None, "error": "boom"}])
+    assert "floor under the scratch rungs" not in explain_report.markdown(CONFIG, recs)
+
+
+def test_floor_figures_come_from_the_records():
+    def figures(text):
+        return re.findall(r"\d[\d,]*\.?\d*", text)
+    one = explain_report.floors_text(fake_records(1.0), fake_floors(1.0))
+    two = explain_report.floors_text(fake_records(2.0), fake_floors(2.0))
+    assert len(figures(one)) == len(figures(two))
+    for a, b in zip(figures(one), figures(two)):
+        if a != b:
+            assert float(b.replace(",", "")) == pytest.approx(float(a.replace(",", "")) / 2,
+                                                              rel=0.02), (a, b)

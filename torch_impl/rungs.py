@@ -34,7 +34,7 @@ from .convert import grads_from_native
 from .devices import TORCH_DTYPES, resolve_device
 from .layers import builtin_code_path, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy
-from .recurrence import hand_lstm, packable
+from .recurrence import hand_lstm, onednn_matmul_t, pack, packable
 from .train import clip_gradients
 
 RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "builtin")
@@ -172,6 +172,42 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
         code_path = CODE_PATHS["hand_vjp"] + f" (oneDNN packs float32 on a CPU only: {dtype} " \
                                              f"on {dev.type} runs the plain products)"
     return TorchRung(rung, cfg, tdtype, dev, leaves, code_path=code_path)
+
+
+def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
+                  device: str = "cpu"):
+    """The floor under every scratch rung (common.rungs.PRODUCTS) -> `(step, sync, kernels)`:
+    one training step's products alone, through the packed rung's oneDNN kernels where
+    `packable`, else `torch.matmul`."""
+    tdtype, dev = TORCH_DTYPES[dtype], resolve_device(device)
+    H, V, B, T = cfg.hidden_size, cfg.vocab_size, batch, steps
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    r = lambda *shape: torch.randn(*shape, generator=gen, dtype=tdtype).to(dev)
+    W_h, W_x, W_q = r(H, 4 * H), r(V, 4 * H), r(H, V)
+    X, Y, G, dlogits = r(T * B, V), r(T * B, H), r(T * B, 4 * H), r(T * B, V)
+    h, xp, dg = r(B, H), r(B, 4 * H), r(B, 4 * H)
+    packed = packable(W_h)
+
+    def step():
+        if packed:
+            W_f, W_b = pack(W_h.t(), B), pack(W_h, B)
+            for _ in range(T):
+                out = torch.ops.mkldnn._linear_pointwise(h, xp, W_f, None, "add")
+            for _ in range(T):
+                out = torch.ops.mkldnn._linear_pointwise(dg, W_b, None, "none", [], "")
+            out = onednn_matmul_t(Y, G)
+        else:
+            for _ in range(T):
+                out = torch.addmm(xp, h, W_h)
+            for _ in range(T):
+                out = dg @ W_h.t()
+            out = Y.t() @ G
+        return out, X @ W_x, X.t() @ G, Y @ W_q, dlogits @ W_q.t(), Y.t() @ dlogits
+
+    kernels = ("oneDNN inner products on packed weights, torch.matmul for the input and output "
+               "layers" if packed else "torch.matmul")
+    sync = (lambda _: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda _: None)
+    return step, sync, kernels
 
 
 def _ids(model: TorchRung, ids) -> torch.Tensor:
