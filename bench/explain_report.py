@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bench import records
+from common.flops import step_flops
 from common.rungs import PRODUCTS, RUNG_INFO, RUNG_ORDER
 
 NAMES = {"torch": "PyTorch", "mxnet": "MXNet Gluon", "jax": "JAX"}
@@ -193,9 +194,12 @@ def floors_text(recs: List[dict], floors: List[dict]) -> str:
                 continue
             whose = "the built-in's"
             allowed, bar = ref["median_s"] * SCRATCH_BOUND, f"{SCRATCH_BOUND}x its step"
+        flops = step_flops("lstm", ref["vocab"], f["hidden"], ref["vocab"], ref["batch"],
+                           ref["steps"], "train")
         text = (f"- {at}: {NAMES[fw]}: the products alone ({f['kernels']}) take "
-                f"{ms(f['median_s'])} per step, {f['median_s'] / ref['median_s']:.2f}x "
-                f"{whose} whole step of {ms(ref['median_s'])}; ")
+                f"{ms(f['median_s'])} per step ({flops / f['median_s'] / 1e9:.0f} GFLOP/s), "
+                f"{f['median_s'] / ref['median_s']:.2f}x {whose} whole step of "
+                f"{ms(ref['median_s'])}; ")
         if f["median_s"] >= allowed:
             text += (f"{bar} would be {ms(allowed)}: no scratch rung that runs these products "
                      "one by one can meet the bar here.")
@@ -207,7 +211,8 @@ def floors_text(recs: List[dict], floors: List[dict]) -> str:
         return ""
     return "\n".join([f"Every scratch rung runs at least {PRODUCTS}. Timed alone, as the rungs "
                       "are, in each framework's fastest way of running them, they bound how close "
-                      "any scratch rung can come:", ""] + lines)
+                      "any scratch rung can come (GFLOP/s by `rnnbench speed`'s count of a "
+                      "training step, common/flops.py):", ""] + lines)
 
 
 def summary_table(recs: List[dict]) -> str:
