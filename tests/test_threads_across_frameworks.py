@@ -1,5 +1,6 @@
 """Importing MXNet 1.9.1 lowers OpenMP to one thread for every framework in the process
-(PERFORMANCE.md); mxnet_impl/_mx.py undoes that for PyTorch, loaded before or after it."""
+(PERFORMANCE.md); mxnet_impl/_mx.py and torch_impl/__init__.py undo that for PyTorch, loaded
+before or after it."""
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ SCRIPTS = {
     "torch first": "import torch; n = torch.get_num_threads(); import mxnet_impl._mx; "
                    "print(n, torch.get_num_threads())",
     "mxnet first": "import os; n = len(os.sched_getaffinity(0)); import mxnet_impl._mx; "
-                   "import torch; print(n, torch.get_num_threads())",
+                   "import torch_impl.devices, torch; print(n, torch.get_num_threads())",
 }
 
 
