@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bench import records
+from common.cpus import cpu_count
 from common.registry import install_hint, is_available
 from common.rungs import RUNG_INFO, ExplainConfig, gap_closed
 
@@ -223,9 +224,7 @@ def gpu_visible() -> bool:
 
 def default_threads() -> int:
     """The CPUs this process may use (at least 1)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(len(os.sched_getaffinity(0)), 1)
-    return os.cpu_count() or 1
+    return cpu_count()
 
 
 def main_quick(out: Path) -> int:

@@ -50,7 +50,7 @@ class Model:
     layers: int = 1
     variant: str = "reset_after"
     target_ppl: Optional[float] = None
-    init_name: Optional[str] = None   # None: d2l's N(0, 0.01^2) for scratch, U(±1/sqrt(H)) built-in
+    init_name: Optional[str] = None  # None: scratch N(0, 0.01^2), built-in U(±1/sqrt(H))
 
     @property
     def init(self) -> str:
@@ -71,7 +71,8 @@ PRESETS = {
                 Model("GRU concise", "gru", "builtin", 4, 50),
                 Model("2-layer GRU concise", "gru", "builtin", 2, 100, layers=2)]),
     "d2l-0.17": dict(
-        hidden=256, max_tokens=10000, train=dict(batch_size=32, num_steps=35, partition="sequential", clip=1.0),
+        hidden=256, max_tokens=10000,
+        train=dict(batch_size=32, num_steps=35, partition="sequential", clip=1.0),
         models=[Model("RNN scratch", "rnn", "scratch", 1, 500, target_ppl=1.2),
                 Model("RNN concise", "rnn", "builtin", 1, 500, target_ppl=1.2, init_name="normal"),
                 Model("GRU concise", "gru", "builtin", 1, 500, target_ppl=1.1, init_name="normal"),
@@ -123,7 +124,8 @@ def run_one(preset, model, backend, data, out: Path, dtype="float32", device="cp
     anchor = (D2L10_ANCHORS.get(model.name, {}).get(backend) if preset == "d2l-1.0" else None)
     return QualityRecord(preset, model.name, backend, model.impl, log.status, last.epoch,
                          last.train_ppl, last.val_ppl, log.wall_seconds, log.tokens_per_second,
-                         *(anchor or (None, None)), model.target_ppl, log.target_reached, str(out))
+                         *(anchor or (None, None)), model.target_ppl, log.target_reached,
+                         out.name)  # relative: the records travel with their directory
 
 
 def markdown_table(recs: List[dict]) -> str:
@@ -151,7 +153,8 @@ def markdown_table(recs: List[dict]) -> str:
 
 
 def slug(name: str) -> str:
-    """A model name as a directory name: `RNN concise, framework init` -> `RNN_concise_framework_init`."""
+    """A model name as a directory name: `RNN concise, framework init` ->
+    `RNN_concise_framework_init`."""
     return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
 
 
@@ -176,7 +179,6 @@ def main(preset: str, backends, models, out: Path, path=None, dtype="float32", d
         for backend in backends:
             run_dir = out / f"{slug(model.name)}-{backend}"
             rec = run_one(preset, model, backend, data, run_dir, dtype, device, seed, epochs)
-            rec.run_dir = run_dir.name  # relative: the records travel with their directory
             recs.append(asdict(rec))
             print(f"{model.name:22s} {backend:6s} {rec.status:15s} epochs {rec.epochs:3d} "
                   f"train {rec.train_ppl:.3f}" + (f" val {rec.val_ppl:.3f}" if rec.val_ppl else "")

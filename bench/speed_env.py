@@ -13,15 +13,11 @@ import platform
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from common.cpus import available_cpus
+
 MIN_SAMPLE_S = 0.25  # shortest region whose per-thread CPU time means something
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "MXNET_CPU_WORKER_NTHREADS", "XLA_FLAGS")
-
-
-def available_cpus() -> List[int]:
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def thread_env(threads: int, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:

@@ -307,8 +307,8 @@ def runtime_info(device: str = "cpu") -> dict:
 
 def _xla_threads():
     """XLA's CPU thread pool follows the CPUs the process may run on (set_threads pins them)."""
-    import os
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from common.cpus import cpu_count
+    return cpu_count()
 
 
 def set_threads(threads: int) -> None:

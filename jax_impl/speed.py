@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common.cpus import cpu_count
 from common.errors import NotSupported
 from common.params import init_lm_params
 from common.speedcase import SpeedCase, Step
@@ -32,8 +33,7 @@ def pin_threads(threads: int) -> None:
 
 
 def threads_used() -> dict:
-    out = {"cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-           else os.cpu_count()}
+    out = {"cpu_affinity": cpu_count()}
     if "XLA_FLAGS" in os.environ:
         out["XLA_FLAGS"] = os.environ["XLA_FLAGS"]
     return out

@@ -5,7 +5,8 @@ one thread, so a PyTorch loaded after it takes the thread count mxnet_impl/_mx.p
 import os as _os
 import sys as _sys
 
-if "mxnet" in _sys.modules and _os.environ.get("OMP_NUM_THREADS", "").isdigit():
+_threads = _os.environ.get("OMP_NUM_THREADS", "")
+if "mxnet" in _sys.modules and _threads.isdigit():
     import torch as _torch
-    if _torch.get_num_threads() < int(_os.environ["OMP_NUM_THREADS"]):
-        _torch.set_num_threads(int(_os.environ["OMP_NUM_THREADS"]))
+    if _torch.get_num_threads() < int(_threads):
+        _torch.set_num_threads(int(_threads))

@@ -35,6 +35,7 @@ from .devices import TORCH_DTYPES, resolve_device
 from .layers import builtin_code_path, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy
 from .recurrence import hand_lstm, onednn_matmul_t, pack, packable
+from .speed import make_sync
 from .train import clip_gradients
 
 RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "builtin")
@@ -206,8 +207,7 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
 
     kernels = ("oneDNN inner products on packed weights, torch.matmul for the input and output "
                "layers" if packed else "torch.matmul")
-    sync = (lambda _: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda _: None)
-    return step, sync, kernels
+    return step, make_sync(dev), kernels
 
 
 def _ids(model: TorchRung, ids) -> torch.Tensor:
@@ -242,9 +242,7 @@ def make_step(model: TorchRung, ids, targets, lr: float, clip: float) -> Callabl
 
 def sync(model: TorchRung) -> Callable[[object], None]:
     """The barrier a timed step ends with: `torch.cuda.synchronize` on CUDA, else nothing."""
-    if model.device.type == "cuda":
-        return lambda _: torch.cuda.synchronize(model.device)
-    return lambda _: None
+    return make_sync(model.device)
 
 
 def count_ops(model: TorchRung, step: Callable[[], object]):
