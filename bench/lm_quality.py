@@ -152,6 +152,36 @@ def markdown_table(recs: List[dict]) -> str:
     return "\n".join(rows)
 
 
+def step_agreement(recs: List[dict], root: Path, first: int = 50) -> str:
+    """How closely the backends' training trajectories agree, from the runs' `train_log.json`
+    under `root`: per model, each backend's largest relative difference of a step's loss from
+    the first backend's, over the first `first` steps and over every step both ran."""
+    import json
+    import numpy as np
+    backends = list(dict.fromkeys(r["backend"] for r in recs))
+    by = {(r["model"], r["backend"]): r for r in recs}
+    rows = ["| model | " + " | ".join(f"{b} vs {backends[0]}" for b in backends[1:]) + " |",
+            "|---" * len(backends) + "|"]
+    for model in dict.fromkeys(r["model"] for r in recs):
+        losses = {}
+        for b in backends:
+            log = root / by[(model, b)]["run_dir"] / "train_log.json" if (model, b) in by else None
+            if log is not None and log.exists():
+                losses[b] = np.asarray(json.loads(log.read_text()).get("step_losses", []))
+        ref = losses.get(backends[0])
+        cells = []
+        for b in backends[1:]:
+            if ref is None or b not in losses or not len(losses[b]) or not len(ref):
+                cells.append("—")
+                continue
+            n = min(len(ref), len(losses[b]))
+            rel = np.abs(losses[b][:n] - ref[:n]) / np.abs(ref[:n])
+            cells.append(f"{rel[:first].max():.1e} (first {min(first, n)}), {rel.max():.1e} "
+                         f"(all {n})")
+        rows.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def slug(name: str) -> str:
     """A model name as a directory name: `RNN concise, framework init` ->
     `RNN_concise_framework_init`."""
@@ -185,7 +215,14 @@ def main(preset: str, backends, models, out: Path, path=None, dtype="float32", d
                   + f"  {rec.tokens_per_second:,.0f} tok/s", flush=True)
             records.write_json(out / "quality.json", {"preset": preset, "source": ANCHOR_SOURCE,
                                                       "records": recs}, overwrite=True)
-    table = markdown_table(recs)
-    records.write_atomic(out / "quality.md", table + "\n", overwrite=True)
-    print(table)
+    print(write_markdown(out, recs))
     return 0
+
+
+def write_markdown(out: Path, recs: List[dict]) -> str:
+    """`quality.md` in `out` from the records and the runs' logs under it -> its text."""
+    from bench import records
+    text = (markdown_table(recs) + "\n\nPer-step training losses, largest relative difference "
+            "from the first backend's:\n\n" + step_agreement(recs, out))
+    records.write_atomic(out / "quality.md", text + "\n", overwrite=True)
+    return text

@@ -54,3 +54,19 @@ def test_an_unknown_model_name_is_an_error_that_lists_the_preset():
         lm_quality.choose_models("d2l-0.17", ["RNN sratch"])
     assert [m.name for m in lm_quality.choose_models("d2l-0.17", ["GRU concise"])] == ["GRU concise"]
     assert len(lm_quality.choose_models("d2l-1.0", None)) == 7
+
+
+def test_step_agreement_reads_the_runs_train_logs(tmp_path):
+    import json
+    losses = {"torch": [2.0, 1.0, 0.5, 0.25], "jax": [2.0, 1.0, 0.5 * (1 + 1e-6), 0.25 * 1.01]}
+    recs = []
+    for backend, steps in losses.items():
+        run = tmp_path / f"RNN_scratch-{backend}"
+        run.mkdir()
+        (run / "train_log.json").write_text(json.dumps({"step_losses": steps}))
+        recs.append({"model": "RNN scratch", "backend": backend, "run_dir": run.name})
+    recs.append({"model": "GRU concise", "backend": "torch", "run_dir": "missing"})
+    text = lm_quality.step_agreement(recs, tmp_path, first=3)
+    assert "| jax vs torch |" in text
+    assert "| RNN scratch | 1.0e-06 (first 3), 1.0e-02 (all 4) |" in text
+    assert "| GRU concise | — |" in text
