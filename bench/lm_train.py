@@ -133,7 +133,7 @@ def _postfix(rec: EpochRecord) -> str:
 def train(backend: str, cfg: LMConfig, tcfg: TrainConfig, data: LMData, out: Path,
           params=None, progress: bool = True) -> TrainLog:
     """Train, checkpoint every good epoch, write `train_log.json` and `perplexity.png` in `out`."""
-    from tqdm import tqdm
+    from bench.progress import tqdm
 
     run = Run(backend, cfg, tcfg, data, out, params)
     log, start = run.log, time.perf_counter()

@@ -4,6 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def available() -> bool:
+    """Whether matplotlib can be imported (a bare GPU box may lack it: charts are then skipped)."""
+    import importlib.util
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")

@@ -166,7 +166,7 @@ def _autodiff_scan(split, reverse, W_h, q, XP, state0):
 def test_custom_vjp_gradient_equals_autodiff(cell, reverse):
     backend_or_skip("jax")
     import jax
-    from jax.experimental import enable_x64
+    from jax_impl.devices import enable_x64
 
     from jax_impl.cells import SPLITS
     from jax_impl.recurrence import scan_split
