@@ -205,3 +205,22 @@ def test_environment_file_has_one_record_per_backend(tmp_path, capsys):
     doc = json.loads((tmp_path / "environment.json").read_text())
     assert [b["backend"] for b in doc["backends"]] == ["torch", "mxnet", "jax"]
     assert doc["host"]["cpu_count"] >= 1
+
+
+def test_charts_are_skipped_where_matplotlib_is_missing(monkeypatch, tmp_path, capsys):
+    from bench import plots, speed_plots
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.setattr(plots, "_said", [])
+    assert speed_plots.parity_chart({}, tmp_path / "x.png") is None
+    assert speed_plots.parity_chart({}, tmp_path / "y.png") is None
+    assert capsys.readouterr().out == "charts skipped: matplotlib is not installed " \
+                                      "(pip install matplotlib)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explain_page_says_which_framework_was_not_installed():
+    from bench.explain_report import not_run
+    recs = [{"framework": "torch"}, {"framework": "jax"}]
+    lines = not_run({"frameworks": ["torch", "mxnet", "jax"]}, recs)
+    assert lines == ["**MXNet Gluon: not installed here** (`pip install 'rnnbench[mxnet]'`), so "
+                     "its ladder is missing below."]
