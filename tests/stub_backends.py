@@ -55,10 +55,11 @@ class StubLMBackend:
     name = NAME
 
     def __init__(self, losses, scale: float = 1.0):
-        self.losses, self.scale, self.trainers, self.built = losses, scale, [], []
+        self.losses, self.scale, self.trainers, self.built, self.where = losses, scale, [], [], []
 
     def build_lm(self, cfg, params, dtype="float32", device="cpu"):
         self.built.append({k: np.array(v) for k, v in params.items()})
+        self.where.append((dtype, device))
         return {"cfg": cfg, "params": self.built[-1]}
 
     def make_trainer(self, model, optimizer="sgd", lr=1.0, clip=1.0):

@@ -124,6 +124,11 @@ def test_validation_perplexity_is_token_weighted_over_the_held_out_windows(
     assert [float(p["W_hq"][0, 0]) for p in be.built[1:]] == [e.step for e in log.epochs]
 
 
+def test_every_model_is_built_in_the_dtype_and_on_the_device_asked(monkeypatch, tmp_path, data):
+    be, _, _ = _run(monkeypatch, tmp_path, data, dtype="float64", device="gpu:1", **WINDOWS)
+    assert be.where == [("float64", "gpu:1")] * 3          # the trained model, two validations
+
+
 def test_samplers_have_no_validation_perplexity(monkeypatch, tmp_path, data):
     _, _, log = _run(monkeypatch, tmp_path, data, partition="random", **SAMPLERS)
     assert [e.val_ppl for e in log.epochs] == [None, None]
