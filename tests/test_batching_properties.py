@@ -89,8 +89,9 @@ def test_sequential_sampler_properties(size):
 
 def test_real_generator_draws_every_offset_of_the_range():
     b, t = 2, 4
-    first = lambda sampler, seed: int(sampler(np.arange(40), b, t, np.random.default_rng(seed))
-                                      .__next__()[0][0, 0])
+    def first(sampler, seed):
+        X, _ = next(iter(sampler(np.arange(40), b, t, np.random.default_rng(seed))))
+        return int(X[0, 0])
     random_offsets = {first(bt.seq_data_iter_random, s) % t for s in range(200)}
     sequential_offsets = {first(bt.seq_data_iter_sequential, s) for s in range(200)}
     assert random_offsets == set(range(t)) and sequential_offsets == set(range(t + 1))
