@@ -251,7 +251,7 @@ def slice_bleu(mod, model, data: FraEng, train: bool) -> float:
 
 def plot_loss(log: TranslateLog, path: Path) -> Path:
     """Training and validation loss against epoch."""
-    from bench.plots import _pyplot
+    from bench.plots import _pyplot, save_png
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [e.epoch for e in log.epochs]
@@ -264,7 +264,7 @@ def plot_loss(log: TranslateLog, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)
 
