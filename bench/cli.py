@@ -112,18 +112,48 @@ def _cmd_run(args):
     return mainjob.main(out_root=args.out, quick=True)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _traceback_log(args) -> str:
+    """Write the current exception's traceback into the run directory (when the verb has one
+    that exists) or the temporary directory; return the file's path."""
+    import datetime
+    import tempfile
+    import traceback
+    from pathlib import Path
+    out = getattr(args, "out", None) or getattr(args, "resume", None)
+    home = Path(out) if out and Path(out).is_dir() else Path(tempfile.gettempdir())
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = home / f"rnnbench-error-{stamp}.log"
+    path.write_text(f"rnnbench {VERSION} {' '.join(sys.argv)}\n{traceback.format_exc()}")
+    return str(path)
+
+
 def main(argv=None) -> int:
+    """Run a verb. Bad input: one line on stderr, exit status 2; an unexpected error: one line
+    and the file holding its traceback, exit status 3; interrupted: 130."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv or ["run", "--quick"])
     try:
         return int(args.func(args) or 0)
-    except (RnnbenchError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        sys.stderr.write(f"rnnbench: error: {exc}\n")
+    except (RnnbenchError, ValueError, OSError) as exc:
+        sys.stderr.write(f"rnnbench: error: {_one_line(exc)}\n")
+        return 2
+    except MemoryError:
+        sys.stderr.write("rnnbench: error: out of memory: choose smaller sizes (--hidden, "
+                         "--batch-size, --num-steps, ...)\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("rnnbench: interrupted\n")
         return 130
+    except Exception as exc:  # a bug: one line here, the traceback in a file for the report
+        where = _traceback_log(args)
+        sys.stderr.write(f"rnnbench: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                         f"(full traceback in {where}; please include it in a bug report)\n")
+        return 3
 
 
 if __name__ == "__main__":

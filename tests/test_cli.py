@@ -64,7 +64,7 @@ def test_train_then_generate_in_another_framework(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "finished after 2 epochs" in printed and (out / "perplexity.png").exists()
     torch_text = printed.strip().splitlines()[-2]
-    assert main(["generate", str(out / "checkpoint.npz"), "--backend", "mxnet",
+    assert main(["generate", str(out / "checkpoint.safetensors"), "--backend", "mxnet",
                  "--prefix", "one", "--num-preds", "50"]) == 0
     assert capsys.readouterr().out.strip() == torch_text
 

@@ -60,7 +60,7 @@ def test_short_training_reduces_perplexity_and_writes_outputs(backend, tmp_path,
     saved = json.loads((tmp_path / "train_log.json").read_text())
     assert saved["status"] == "finished" and len(saved["epochs"]) == 3
     assert (tmp_path / "perplexity.png").stat().st_size > 1000
-    params, meta = load_params(tmp_path / "checkpoint.npz")
+    params, meta = load_params(tmp_path / "checkpoint.safetensors")
     assert meta["epoch"] == 3 and meta["backend"] == backend and "W_hq" in params
 
 
@@ -75,7 +75,7 @@ def test_checkpoint_generates_the_same_greedy_text_in_another_framework(source, 
 
 
 def _loaded(tmp_path, backend):
-    be, model, vocab, token, _ = gen.load_checkpoint(tmp_path / "checkpoint.npz", backend)
+    be, model, vocab, token, _ = gen.load_checkpoint(tmp_path / "checkpoint.safetensors", backend)
     return be, model, vocab, token
 
 
@@ -116,7 +116,7 @@ def test_divergence_stops_naming_the_step_and_keeps_checkpoint(backend, tmp_path
     _, log = _short_run(backend, tmp_path, tiny_data, epochs=5)
     assert log.status == "diverged" and "step 150" in log.message
     assert "last good checkpoint" in log.message and len(log.epochs) >= 1
-    _, meta = load_params(tmp_path / "checkpoint.npz")     # the epoch before the NaN
+    _, meta = load_params(tmp_path / "checkpoint.safetensors")     # the epoch before the NaN
     assert meta["epoch"] == len(log.epochs) and meta["step"] == log.epochs[-1].step < 150
 
 
