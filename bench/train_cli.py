@@ -97,7 +97,7 @@ def _check_resume_alone(args) -> None:
 def _new_run(args):
     """Everything checked before any work: --out, settings, corpus, memory -> (out, log)."""
     from bench import records
-    from bench.lm_data import load_corpus
+    from bench.lm_data import check_fits, load_corpus
     from bench.lm_train import check_memory, check_out_free, train
     from common.config import LMConfig
     from common.params import init_lm_params
@@ -108,6 +108,7 @@ def _new_run(args):
     data = load_corpus(args.corpus, args.path, args.token, args.max_tokens or -1)
     cfg = LMConfig(args.cell, args.impl, len(data.vocab), args.hidden, args.layers,
                    args.gru_variant, args.embed)
+    check_fits(data, tcfg)
     check_memory(cfg, tcfg)
     out = Path(args.out) if args.out else records.new_run_dir(prefix="train")
     params = init_lm_params(cfg, tcfg.seed, tcfg.dtype, init=args.init)
