@@ -68,7 +68,7 @@ class TrainLog:
     corpus: dict
     step_losses: List[float] = field(default_factory=list)
     epochs: List[EpochRecord] = field(default_factory=list)
-    status: str = "running"            # running | finished | target reached | diverged | interrupted
+    status: str = "running"  # running | finished | target reached | diverged | interrupted | failed
     message: str = ""
     target_reached: Optional[dict] = None
     checkpoint: Optional[str] = None
@@ -293,7 +293,7 @@ def run_epochs(run: Run, first: int, progress: bool = True) -> TrainLog:
     """Epochs `first`..`epochs` of `run`; however they end, the log and plot are written."""
     from tqdm import tqdm
 
-    log, tcfg, start = run.log, run.tcfg, time.perf_counter()
+    log, tcfg, start, error = run.log, run.tcfg, time.perf_counter(), None
     bar = tqdm(range(first, tcfg.epochs + 1), desc=f"train {run.backend}/{run.cfg.impl} "
                f"{run.cfg.cell}", unit="epoch", initial=first - 1, total=tcfg.epochs,
                disable=not progress)
@@ -317,10 +317,15 @@ def run_epochs(run: Run, first: int, progress: bool = True) -> TrainLog:
     except KeyboardInterrupt as exc:
         how = "by SIGTERM" if isinstance(exc, Terminated) else "(Ctrl-C)"
         log.status, log.message = "interrupted", f"interrupted {how} at step {run.step}"
+    except Exception as exc:  # a framework's own error: the log is written, then it goes on up
+        error, log.status = exc, "failed"
+        log.message = f"{type(exc).__name__} after {run.step} steps: {' '.join(str(exc).split())}"
     finally:
         bar.close()
     with _signals(signal.SIG_IGN, (signal.SIGTERM, signal.SIGINT)):  # the log is not lost
         _finish(log, run.out, start)
+    if error is not None:
+        raise error
     return log
 
 
@@ -335,10 +340,10 @@ def _finish(log: TrainLog, out: Path, start: float) -> None:
     log.wall_seconds += time.perf_counter() - start
     train_seconds = sum(e.seconds for e in log.epochs)
     log.tokens_per_second = sum(e.tokens for e in log.epochs) / train_seconds if train_seconds else 0.0
-    if log.status in ("diverged", "interrupted"):
+    if log.status in ("diverged", "interrupted", "failed"):
         kept = log.checkpoint or "none (no epoch finished)"
         log.message += f"; last good checkpoint: {kept}"
-    if log.status == "interrupted" and log.checkpoint:
+    if log.status in ("interrupted", "failed") and log.checkpoint:
         log.message += f"; continue with `rnnbench train --resume {out}`"
     write_log(log, out)
     if log.epochs:
