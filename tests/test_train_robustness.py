@@ -175,3 +175,29 @@ def test_ctrl_c_then_resume_through_the_cli(few_batches, tmp_path, monkeypatch, 
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     assert "finished after 3 epochs" in capsys.readouterr().out
     assert _log(out)["status"] == "finished" and len(_log(out)["epochs"]) == 3
+
+
+def test_sigterm_to_the_command_line_exits_143_with_the_log(tmp_path):
+    """What `timeout` and job schedulers do: a real SIGTERM to a `rnnbench train` process."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    backend_or_skip("torch")
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "bench", "train", "--hidden", "8", "--epochs", "100000",
+            "--batch-size", "4", "--num-steps", "8", "--token", "char", "--max-tokens", "400",
+            "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    while not (out / lm_train.LOG).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stdout
+    saved = _log(out)
+    assert saved["status"] == "interrupted" and "SIGTERM" in saved["message"]
+    assert f"--resume {out}" in stdout and saved["epochs"]
+    assert _checkpoint_is_finite_or_absent(out) and lm_train.find_checkpoint(out)
