@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.argtypes import positive_int as _positive_int
 from common.errors import RnnbenchError
 
 VERSION = "0.1.0"
@@ -15,16 +16,6 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _add_info(sub):

@@ -28,8 +28,8 @@ def read_log(out: Path) -> dict:
                         "it was edited or damaged")
     status = doc.get("status")
     if status in ("finished", "target reached"):
-        raise RnnbenchError(f"the run in {out} has {'finished' if status == 'finished' else 'reached its target'}: "
-                            "nothing to resume; start a new run with another --out")
+        raise RnnbenchError(f"the run in {out} ended ({status}): nothing to resume; start a "
+                            "new run with another --out")
     if status == "diverged":
         raise RnnbenchError(f"the run in {out} diverged ({doc.get('message', '')}); resuming "
                             "with the same settings would diverge again: start a new run with "
@@ -56,7 +56,8 @@ def same_corpus(doc: dict, meta: dict, ckpt: Path) -> LMData:
     """The corpus the run trained on, loaded again and checked against the checkpoint."""
     corpus = doc["corpus"]
     try:
-        data = load_corpus(corpus["name"], corpus.get("path"), corpus["token"], int(corpus["tokens"]))
+        data = load_corpus(corpus["name"], corpus.get("path"), corpus["token"],
+                           int(corpus["tokens"]))
     except (KeyError, TypeError) as exc:
         raise DataError(f"the corpus entry of the log in {ckpt.parent} was edited or damaged "
                         f"({exc})") from None

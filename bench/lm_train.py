@@ -225,7 +225,8 @@ class Run:
         if self.tcfg.partition == "windows":
             model = self.be.build_lm(self.cfg, params, self.tcfg.dtype, self.tcfg.device)
             val = evaluate(self.be, model, self.data, self.tcfg)
-        return EpochRecord(epoch, self.step, tokens, seconds, perplexity(float(np.mean(losses))), val)
+        train_ppl = perplexity(float(np.mean(losses)))
+        return EpochRecord(epoch, self.step, tokens, seconds, train_ppl, val)
 
     def checked_params(self, epoch: int):
         """The trainer's parameters; Diverged when an update made any of them NaN or inf."""

@@ -105,7 +105,8 @@ def parity_section(path: Path, directory: Path) -> List[str]:
         return _parity_lines(doc, path, directory)
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
         raise DataError(f"{path} does not hold parity results as `rnnbench parity` writes them "
-                        f"({type(exc).__name__}: {exc}); run `rnnbench parity --out DIR` again") from None
+                        f"({type(exc).__name__}: {exc}); run `rnnbench parity --out DIR` "
+                        "again") from None
 
 
 def _parity_lines(doc, path: Path, directory: Path) -> List[str]:

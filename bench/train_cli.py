@@ -48,8 +48,8 @@ def add_train(sub, positive_int):
     a("--prefix", help="generate from this prefix at the end")
     a("--out", help="run directory, new or empty (default: a new rnnbench-results/train-* "
                     "directory)")
-    a("--resume", metavar="DIR", help="continue the run stopped in DIR from its checkpoint, "
-                                      "with its own settings (no other option but --quiet, --prefix)")
+    a("--resume", metavar="DIR", help="continue the run stopped in DIR from its checkpoint, with "
+                                      "its own settings (only --quiet, --prefix may be added)")
     a("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train, train_defaults={x.dest: x.default for x in p._actions})
 

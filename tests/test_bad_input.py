@@ -106,7 +106,8 @@ CASES = [
     # corpora and paths
     (["train", "--corpus", "war_of_the_worlds"], "war_of_the_worlds", "--path"),
     (["train", "--corpus", "time_machine", "--path", "{d}/a_dir"], "a_dir", "not a file"),
-    (["train", "--corpus", "time_machine", "--path", "{d}/missing.txt"], "missing.txt", "not a file"),
+    (["train", "--corpus", "time_machine", "--path", "{d}/missing.txt"], "missing.txt",
+     "not a file"),
     (["data", "war_of_the_worlds"], "war_of_the_worlds", "path"),
     (["data", "time_machine", "--path", "{d}/a_dir"], "a_dir", "not a file"),
     (["data", "fra_eng", "--path", "{d}/a_dir"], "a_dir", "no fra.txt"),
