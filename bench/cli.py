@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from bench.argtypes import positive_int as _positive_int
-from common.errors import RnnbenchError
+from bench.signals import sigterm_as_interrupt
+from common.errors import RnnbenchError, Terminated
 
 VERSION = "0.1.0"
 
@@ -107,6 +108,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _check_out(args) -> None:
+    """Before any verb works: its --out may be new or a directory, never an existing file."""
+    from pathlib import Path
+    out = getattr(args, "out", None)
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise RnnbenchError(f"--out {out} is a file, not a directory: choose another --out")
+
+
 def _traceback_log(args) -> str:
     """Write the current exception's traceback into the run directory (when the verb has one
     that exists) or the temporary directory; return the file's path."""
@@ -129,7 +138,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv or ["run", "--quick"])
     try:
-        return int(args.func(args) or 0)
+        _check_out(args)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except (RnnbenchError, ValueError, OSError) as exc:
         sys.stderr.write(f"rnnbench: error: {_one_line(exc)}\n")
         return 2
@@ -137,9 +148,10 @@ def main(argv=None) -> int:
         sys.stderr.write("rnnbench: error: out of memory: choose smaller sizes (--hidden, "
                          "--batch-size, --num-steps, ...)\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("rnnbench: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        sys.stderr.write(f"rnnbench: {'terminated (SIGTERM)' if terminated else 'interrupted'}\n")
+        return 143 if terminated else 130
     except Exception as exc:  # a bug: one line here, the traceback in a file for the report
         where = _traceback_log(args)
         sys.stderr.write(f"rnnbench: internal error: {type(exc).__name__}: {_one_line(exc)} "

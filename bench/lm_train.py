@@ -13,12 +13,9 @@ A run refuses an `out` directory that already holds files.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +23,11 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from bench import records
+from bench import records, signals
 from bench.lm_data import LMData, carries_state, check_fits, epoch_batches, validation_batches
 from common.checkpoint import nonfinite_keys
 from common.config import LMConfig, TrainConfig
-from common.errors import DataError, RnnbenchError
+from common.errors import DataError, RnnbenchError, Terminated
 from common.params import init_lm_params, lm_param_shapes, save_params
 from common.registry import get_backend
 
@@ -43,10 +40,6 @@ GENERATED = ("generated", "downloaded")  # LMData.source values that are not a p
 
 class Diverged(RnnbenchError):
     """The loss or the parameters became NaN or infinite (or the perplexity overflowed)."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so both end a run the same way."""
 
 
 @dataclass
@@ -173,24 +166,6 @@ def check_memory(cfg: LMConfig, tcfg: TrainConfig) -> None:
                         "--embed, --layers, --batch-size or --num-steps")
 
 
-@contextlib.contextmanager
-def _signals(handler, signums=(signal.SIGTERM,)):
-    """`handler` for these signals during the block (only the main thread can set them)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, handler) for s in signums}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated("SIGTERM")
-
-
 class Run:
     """One training run: holds the model, trainer, log and output directory."""
 
@@ -299,7 +274,7 @@ def run_epochs(run: Run, first: int, progress: bool = True) -> TrainLog:
                f"{run.cfg.cell}", unit="epoch", initial=first - 1, total=tcfg.epochs,
                disable=not progress)
     try:
-        with _signals(_raise_terminated):
+        with signals.sigterm_as_interrupt():
             for epoch in bar:
                 rec = run.run_epoch(epoch)
                 log.epochs.append(rec)
@@ -323,7 +298,7 @@ def run_epochs(run: Run, first: int, progress: bool = True) -> TrainLog:
         log.message = f"{type(exc).__name__} after {run.step} steps: {' '.join(str(exc).split())}"
     finally:
         bar.close()
-    with _signals(signal.SIG_IGN, (signal.SIGTERM, signal.SIGINT)):  # the log is not lost
+    with signals.held_off():                    # a second signal must not lose the log
         _finish(log, run.out, start)
     if error is not None:
         raise error
