@@ -74,6 +74,10 @@ def files(tmp_path_factory):
         (d / status / "train_log.json").write_text(json.dumps(
             {"backend": "torch", "model": {}, "train": {}, "corpus": {}, "epochs": [],
              "step_losses": [], "status": status, "message": "the loss became nan at step 7"}))
+    (d / "edited_log").mkdir()
+    (d / "edited_log" / "train_log.json").write_text(json.dumps(
+        {"backend": "torch", "model": {"colour": "red"}, "train": {}, "corpus": {},
+         "epochs": [], "step_losses": [], "status": "interrupted"}))
     (d / "no_ckpt").mkdir()
     (d / "no_ckpt" / "train_log.json").write_text(json.dumps(
         {"backend": "torch", "model": dataclasses.asdict(CFG), "train": {}, "corpus": {},
@@ -135,6 +139,7 @@ CASES = [
     (["train", "--resume", "{d}/diverged"], "diverged", "diverge again"),
     (["train", "--resume", "{d}/stopped"], "train_log.json", "not valid JSON"),
     (["train", "--resume", "{d}/no_ckpt"], "no_ckpt", "no checkpoint"),
+    (["train", "--resume", "{d}/edited_log"], "train_log.json", "edited"),
     (["train", "--resume", "{d}/no_ckpt", "--epochs", "3"], "--epochs", "drop"),
     (["train", "--resume", "{d}/no_ckpt", "--out", "{d}/x"], "--out", "drop"),
     # sizes that cannot fit

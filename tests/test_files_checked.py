@@ -140,3 +140,20 @@ def test_read_json_names_the_file(tmp_path):
         records.read_json(bad)
     assert json.loads(json.dumps(records.read_json(records.write_json(tmp_path / "y.json",
                                                                       [1])))) == [1]
+
+
+def test_an_older_npz_checkpoint_still_generates(tmp_path):
+    """Checkpoints written before safetensors (`.npz`) load and generate as they did."""
+    pytest.importorskip("torch")
+    import dataclasses
+
+    from bench.generate import generate, load_checkpoint
+    from common.config import LMConfig
+    from common.params import init_lm_params
+    from common.vocab import Vocab
+    vocab = Vocab(list("one two"))
+    cfg = LMConfig("lstm", "scratch", len(vocab), 4)
+    meta = {"model": dataclasses.asdict(cfg), "vocab": vocab.to_dict(), "token": "char"}
+    path = save_params(tmp_path / "checkpoint.npz", init_lm_params(cfg), meta)
+    be, model, vocab, token, _ = load_checkpoint(path, "torch")
+    assert generate(be, model, vocab, token, "one", 5).startswith("one")
