@@ -124,11 +124,17 @@ def _traceback_log(args) -> str:
     import traceback
     from pathlib import Path
     out = getattr(args, "out", None) or getattr(args, "resume", None)
-    home = Path(out) if out and Path(out).is_dir() else Path(tempfile.gettempdir())
+    homes = ([Path(out)] if out and Path(out).is_dir() else []) + [Path(tempfile.gettempdir())]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = home / f"rnnbench-error-{stamp}.log"
-    path.write_text(f"rnnbench {VERSION} {' '.join(sys.argv)}\n{traceback.format_exc()}")
-    return str(path)
+    text = f"rnnbench {VERSION} {' '.join(sys.argv)}\n{traceback.format_exc()}"
+    for home in homes:
+        try:
+            path = home / f"rnnbench-error-{stamp}.log"
+            path.write_text(text)
+            return str(path)
+        except OSError:
+            continue
+    return "nowhere: no directory was writable"
 
 
 def main(argv=None) -> int:

@@ -42,7 +42,7 @@ def digest(params: Params) -> str:
 def _encode(path: str, arrays: Params, meta: dict) -> bytes:
     if path.endswith(".safetensors"):
         from safetensors.numpy import save
-        header = {META_KEY: json.dumps(meta, allow_nan=False), DIGEST_KEY: digest(arrays)}
+        header = {META_KEY: json.dumps(meta), DIGEST_KEY: digest(arrays)}
         return save(arrays, metadata=header)
     if "__meta__" in arrays:
         raise ValueError("'__meta__' is reserved for metadata")
