@@ -54,10 +54,12 @@ def read_checkpoint(out: Path):
 
 def same_corpus(doc: dict, meta: dict, ckpt: Path) -> LMData:
     """The corpus the run trained on, loaded again and checked against the checkpoint."""
+    from bench.lm_train import GENERATED
     corpus = doc["corpus"]
     try:
-        data = load_corpus(corpus["name"], corpus.get("path"), corpus["token"],
-                           int(corpus["tokens"]))
+        source = corpus.get("source")       # logs written before "path" was recorded
+        path = corpus.get("path", None if source in GENERATED else source)
+        data = load_corpus(corpus["name"], path, corpus["token"], int(corpus["tokens"]))
     except (KeyError, TypeError) as exc:
         raise DataError(f"the corpus entry of the log in {ckpt.parent} was edited or damaged "
                         f"({exc})") from None
