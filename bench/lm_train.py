@@ -121,14 +121,9 @@ def find_checkpoint(out: Path) -> Optional[Path]:
 def check_out_free(out: Path) -> None:
     """Refuse, before any work, an `out` that is a file or a directory already holding files."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RnnbenchError(f"--out {out} is a file, not a directory: choose another --out")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if (out / LOG).exists() or find_checkpoint(out):
-        raise RnnbenchError(f"{out} already holds a training run; continue it with `rnnbench "
-                            f"train --resume {out}`, or choose another --out")
-    raise RnnbenchError(f"{out} is not empty; choose a new or empty directory for --out")
+    run = out.is_dir() and ((out / LOG).exists() or find_checkpoint(out))
+    records.check_new_dir(out, run and f"{out} already holds a training run; continue it with "
+                               f"`rnnbench train --resume {out}`, or choose another --out")
 
 
 def available_memory() -> Optional[int]:

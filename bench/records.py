@@ -45,6 +45,17 @@ def read_json(path, what: str = "a results file"):
 
 
 
+def check_new_dir(out, held: str = "") -> None:
+    """Refuse, before any work, an `out` that is a file or a directory already holding files:
+    no run replaces another's results. `held`: what to say when it holds a run (how to go on)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a directory: choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(held or f"{out} is not empty; choose a new or empty directory "
+                              "for --out (results are never replaced)")
+
+
 def new_run_dir(root="rnnbench-results", prefix="run") -> Path:
     """A fresh directory `root/prefix-YYYYmmdd-HHMMSS[-n]` that did not exist before."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

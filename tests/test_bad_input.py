@@ -134,6 +134,7 @@ CASES = [
     (["translate", "--sentences", "go .", "--out", "{d}/a_file.txt"], "a_file.txt", "is a file"),
     (["run", "--out", "{d}/a_file.txt"], "a_file.txt", "is a file"),
     (["train", "--out", "{d}/parity_list"], "parity_list", "not empty"),
+    (["translate", "--sentences", "go .", "--out", "{d}/finished"], "finished", "not empty"),
     (["train", "--resume", "{d}/nowhere"], "nowhere", "no such run directory"),
     (["train", "--resume", "{d}/finished"], "finished", "nothing to resume"),
     (["train", "--resume", "{d}/diverged"], "diverged", "diverge again"),
