@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.errors import RnnbenchError
+from bench.argtypes import positive_int as _positive_int
+from bench.signals import sigterm_as_interrupt
+from common.errors import RnnbenchError, Terminated
 
 VERSION = "0.1.0"
 
@@ -15,16 +17,6 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _add_info(sub):
@@ -135,18 +127,65 @@ def _cmd_gpu(args):
     return gpujob.main(args.device, out_root=args.out, quick=args.quick, pack_into=args.pack)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_out(args) -> None:
+    """Before any verb works: its --out may be new or a directory, never an existing file."""
+    from pathlib import Path
+    out = getattr(args, "out", None)
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise RnnbenchError(f"--out {out} is a file, not a directory: choose another --out")
+
+
+def _traceback_log(args) -> str:
+    """Write the current exception's traceback into the run directory (when the verb has one
+    that exists) or the temporary directory; return the file's path."""
+    import datetime
+    import tempfile
+    import traceback
+    from pathlib import Path
+    out = getattr(args, "out", None) or getattr(args, "resume", None)
+    homes = ([Path(out)] if out and Path(out).is_dir() else []) + [Path(tempfile.gettempdir())]
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = f"rnnbench {VERSION} {' '.join(sys.argv)}\n{traceback.format_exc()}"
+    for home in homes:
+        try:
+            path = home / f"rnnbench-error-{stamp}.log"
+            path.write_text(text)
+            return str(path)
+        except OSError:
+            continue
+    return "nowhere: no directory was writable"
+
+
 def main(argv=None) -> int:
+    """Run a verb. Bad input: one line on stderr, exit status 2; an unexpected error: one line
+    and the file holding its traceback, exit status 3; interrupted: 130."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv or ["run", "--quick"])
     try:
-        return int(args.func(args) or 0)
-    except (RnnbenchError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        sys.stderr.write(f"rnnbench: error: {exc}\n")
+        _check_out(args)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
+    except (RnnbenchError, ValueError, OSError) as exc:
+        sys.stderr.write(f"rnnbench: error: {_one_line(exc)}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("rnnbench: interrupted\n")
-        return 130
+    except MemoryError:
+        sys.stderr.write("rnnbench: error: out of memory: choose smaller sizes (--hidden, "
+                         "--batch-size, --num-steps, ...)\n")
+        return 2
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        sys.stderr.write(f"rnnbench: {'terminated (SIGTERM)' if terminated else 'interrupted'}\n")
+        return 143 if terminated else 130
+    except Exception as exc:  # a bug: one line here, the traceback in a file for the report
+        where = _traceback_log(args)
+        sys.stderr.write(f"rnnbench: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                         f"(full traceback in {where}; please include it in a bug report)\n")
+        return 3
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ def _positive(kind):
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0:
+        if not 0 < value < float("inf"):
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
         return value
     return parse

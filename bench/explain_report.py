@@ -299,7 +299,7 @@ def markdown(config: dict, recs: List[dict], floors: List[dict] = ()) -> str:
 def plot(recs: List[dict], path: Path) -> Path:
     """One panel per framework: each rung's speed over its built-in's (so sizes share a linear
     axis), one bar per device and size, labelled with its tokens/s."""
-    from bench.plots import _pyplot
+    from bench.plots import _pyplot, save_png
 
     plt = _pyplot()
     table = ladder(recs)
@@ -332,7 +332,7 @@ def plot(recs: List[dict], path: Path) -> Path:
         ax.legend(fontsize=8, loc="upper right")
     fig.suptitle("From d2l's scratch LSTM to the built-in, one change at a time")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from common.config import LMConfig
 from common.errors import DataError
-from common.params import load_params
+from common.checkpoint import check_finite
+from common.params import check_params, lm_param_shapes, load_params
 from common.registry import get_backend
 from common.vocab import Vocab
 
@@ -50,17 +51,32 @@ def generate(be, model, vocab: Vocab, token: str, prefix: str, num_preds: int,
     return ("" if token == "char" else " ").join(vocab.to_tokens(out))
 
 
-def load_checkpoint(path, backend: str, impl: Optional[str] = None, device: str = "cpu"):
-    """(adapter, model, vocab, token kind, meta) from a checkpoint written by any backend."""
-    params, meta = load_params(path)
+def checkpoint_config(path, params, meta: dict, impl: Optional[str] = None):
+    """(LMConfig, Vocab) a checkpoint describes, checked against its arrays: a DataError
+    naming the file when the metadata was edited or does not fit the weights."""
     try:
         model_cfg = dict(meta["model"])
         vocab = Vocab.from_dict(meta["vocab"])
+        if impl:
+            model_cfg["impl"] = impl
+        cfg = LMConfig(**model_cfg)
+        check_params(params, lm_param_shapes(cfg))
+        if len(vocab) != cfg.vocab_size:
+            raise ValueError(f"a vocabulary of {len(vocab)} tokens for vocab_size {cfg.vocab_size}")
     except KeyError as exc:
         raise DataError(f"{path} is not a language-model checkpoint (no {exc} in it)") from None
-    if impl:
-        model_cfg["impl"] = impl
-    cfg = LMConfig(**model_cfg)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{path}: its metadata does not describe its weights ({exc}); it was "
+                        "edited or damaged: use another checkpoint") from None
+    return cfg, vocab
+
+
+def load_checkpoint(path, backend: str, impl: Optional[str] = None, device: str = "cpu"):
+    """(adapter, model, vocab, token kind, meta) from a checkpoint written by any backend,
+    refused (DataError) when damaged, edited, or holding NaN or infinite weights."""
+    params, meta = load_params(path)
+    check_finite(path, params)
+    cfg, vocab = checkpoint_config(path, params, meta, impl)
     be = get_backend(backend)
     dtype = str(next(iter(params.values())).dtype)
     return be, be.build_lm(cfg, params, dtype, device), vocab, meta.get("token", "char"), meta

@@ -56,7 +56,7 @@ def markdown_table(recs: List[dict]) -> str:
 def plot_ladder(recs: List[dict], path: Path) -> Path:
     """Grouped bars of validation accuracy per model and backend, fastbook's figure as a black
     tick on each group, the baseline as a dashed line."""
-    from bench.plots import _pyplot
+    from bench.plots import _pyplot, save_png
 
     plt = _pyplot()
     models = _by_model(recs)
@@ -79,6 +79,6 @@ def plot_ladder(recs: List[dict], path: Path) -> Path:
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)

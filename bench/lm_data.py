@@ -8,6 +8,7 @@ import numpy as np
 
 from common import batching, corpora
 from common.config import TrainConfig
+from common.errors import DataError
 from common.vocab import Vocab
 
 DEFAULT_TOKEN = {"time_machine": "char", "war_of_the_worlds": "char", "human_numbers": "word"}
@@ -31,6 +32,12 @@ def load_corpus(name: str, path=None, token: Optional[str] = None, max_tokens: i
     """Load a language-model corpus; Human Numbers is generated when no path is given."""
     if name not in DEFAULT_TOKEN:
         raise ValueError(f"unknown LM corpus {name!r}: choose one of {', '.join(LM_CORPORA)}")
+    if name == "war_of_the_worlds" and path is None:
+        raise DataError("war_of_the_worlds is read from a file only: pass --path to Project "
+                        "Gutenberg's eBook #36 (a plain-text UTF-8 file)")
+    if max_tokens == 0 or max_tokens < -1:
+        raise ValueError(f"max_tokens must be a positive number of tokens (or -1: all), got "
+                         f"{max_tokens}")
     token = token or DEFAULT_TOKEN[name]
     if name == "human_numbers":
         tokens = corpora.load_human_numbers(path)

@@ -156,8 +156,9 @@ def step_agreement(recs: List[dict], root: Path, first: int = 50) -> str:
     """How closely the backends' training trajectories agree, from the runs' `train_log.json`
     under `root`: per model, each backend's largest relative difference of a step's loss from
     the first backend's, over the first `first` steps and over every step both ran."""
-    import json
     import numpy as np
+
+    from bench import records
     backends = list(dict.fromkeys(r["backend"] for r in recs))
     by = {(r["model"], r["backend"]): r for r in recs}
     rows = ["| model | " + " | ".join(f"{b} vs {backends[0]}" for b in backends[1:]) + " |",
@@ -167,7 +168,7 @@ def step_agreement(recs: List[dict], root: Path, first: int = 50) -> str:
         for b in backends:
             log = root / by[(model, b)]["run_dir"] / "train_log.json" if (model, b) in by else None
             if log is not None and log.exists():
-                losses[b] = np.asarray(json.loads(log.read_text()).get("step_losses", []))
+                losses[b] = np.asarray(records.read_json(log).get("step_losses", []))
         ref = losses.get(backends[0])
         cells = []
         for b in backends[1:]:

@@ -1,4 +1,4 @@
-"""PNG charts (matplotlib, headless)."""
+"""PNG charts (matplotlib, headless), written atomically."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,6 +36,16 @@ def _pyplot():
     return plt
 
 
+def save_png(fig, path) -> Path:
+    """A matplotlib figure as PNG, written atomically with mode 0644 (`common.atomic`)."""
+    import io
+
+    from common import atomic
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
+    return atomic.write_bytes(path, buffer.getvalue(), overwrite=True)
+
+
 def plot_perplexity(log, path: Path) -> Path:
     """Train (and validation) perplexity against epoch, log scale."""
     plt = _pyplot()
@@ -53,6 +63,6 @@ def plot_perplexity(log, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)

@@ -4,9 +4,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from common import atomic
+from common.errors import DataError
 
 
 def _default(obj):
@@ -20,21 +21,8 @@ def _default(obj):
 
 
 def write_atomic(path, text: str, overwrite: bool = False) -> Path:
-    """Write `text` to `path` through a temporary file and `os.replace`; refuse to overwrite."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another --out or pass --overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write `text` to `path` atomically with mode 0644 (`common.atomic`); refuse to overwrite."""
+    return atomic.write_text(path, text, overwrite)
 
 
 def write_json(path, obj, overwrite: bool = False) -> Path:
@@ -42,9 +30,30 @@ def write_json(path, obj, overwrite: bool = False) -> Path:
     return write_atomic(path, json.dumps(obj, indent=1, default=_default) + "\n", overwrite)
 
 
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+def read_json(path, what: str = "a results file"):
+    """The JSON in `path`; a missing, unreadable or invalid file is a DataError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not {what}") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (expected {what})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}): it is damaged or not {what}; "
+                        "write it again") from None
+
+
+
+def check_new_dir(out, held: str = "") -> None:
+    """Refuse, before any work, an `out` that is a file or a directory already holding files:
+    no run replaces another's results. `held`: what to say when it holds a run (how to go on)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a directory: choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(held or f"{out} is not empty; choose a new or empty directory "
+                              "for --out (results are never replaced)")
 
 
 def new_run_dir(root="rnnbench-results", prefix="run") -> Path:

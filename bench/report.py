@@ -14,7 +14,7 @@ from typing import List, Optional
 from bench import records as files, speed_plots as plots, speed_records as rec
 from bench import speed_tables as tables
 from bench.speed_grid import SWEEPS
-from common.errors import RnnbenchError
+from common.errors import DataError, RnnbenchError
 
 REPORT = "report.md"
 EXPLAIN_FILES = ("explain.json", "why-gluon-is-faster.md")
@@ -100,8 +100,17 @@ def speed_section(records, directory: Path) -> List[str]:
 
 
 def parity_section(path: Path, directory: Path) -> List[str]:
+    doc = files.read_json(path, "a parity.json written by `rnnbench parity`")
+    try:
+        return _parity_lines(doc, path, directory)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        raise DataError(f"{path} does not hold parity results as `rnnbench parity` writes them "
+                        f"({type(exc).__name__}: {exc}); run `rnnbench parity --out DIR` "
+                        "again") from None
+
+
+def _parity_lines(doc, path: Path, directory: Path) -> List[str]:
     from bench import parity_report, seq2seq_parity
-    doc = files.read_json(path)
     rel = path.relative_to(directory)
     lines = [parity_report.markdown_section(doc), f"Source: [{rel}]({rel}).", ""]
     png = plots.parity_chart(parity_report.matrices(doc["records"]),
@@ -138,20 +147,26 @@ def demote_headings(lines: List[str], levels: int = 2) -> List[str]:
     return out
 
 
+def skipped_section(skipped: List[str]) -> List[str]:
+    if not skipped:
+        return []
+    return (["**Lines skipped** (not complete records; their cases are missing below):", ""]
+            + [f"- `{line}`" for line in skipped] + [""])
+
+
 def build(directory: Path) -> str:
     """The report's markdown (writing its charts into `directory` as it goes)."""
-    records = rec.read(directory / rec.FILENAME)
+    records, skipped = rec.read_checked(directory / rec.FILENAME)
     parity = find(directory, "parity.json")
-    parts = ["# rnnbench report", "", f"Results directory: `{directory}`.", ""]
-    if records:
-        parts += speed_section(records, directory)
+    body = speed_section(records, directory) if records else []
     if parity:
-        parts += parity_section(parity, directory)
-    parts += explain_section(directory)
-    if not records and not parity and len(parts) == 4:
+        body += parity_section(parity, directory)
+    body += explain_section(directory)
+    if not body:
         raise RnnbenchError(f"{directory} holds no speed.jsonl, parity.json or explain files: "
                             "run `rnnbench speed --out DIR` (or parity, explain) first")
-    return "\n".join(parts) + "\n"
+    parts = ["# rnnbench report", "", f"Results directory: `{directory}`.", ""]
+    return "\n".join(parts + skipped_section(skipped) + body) + "\n"
 
 
 def main(directory: Path) -> int:

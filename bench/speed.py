@@ -88,7 +88,9 @@ def run_backend(plan: SpeedPlan, backend: str, cases: List[SpeedCase], out_dir: 
             rec.append(out, _not_installed(c))
             on_progress("DONE", c.key, rec.NOT_INSTALLED)
         return
-    old = rec.read(out)
+    old, skipped = rec.read_checked(out)
+    for line in skipped:
+        sys.stderr.write(f"rnnbench: resuming past a bad record: {line}\n")
     done, cases = rec.done_keys(old), _without_absent_gpus(plan, backend, cases, old, on_progress)
     bare = ["bare-loop/" + c.key for c in plan.bare_loop_cases() if c.backend == backend]
     if all(c.key in done for c in cases) and all(k in done for k in bare):

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from bench import speed_records as rec
-from bench.plots import _pyplot, optional_chart
+from bench.plots import _pyplot, optional_chart, save_png
 from bench.speed_grid import D2L_SIZES, sweep_axis
 from bench.speed_tables import cell_label, impl_label, impl_order, steps
 
@@ -16,17 +14,8 @@ AXIS_NAMES = {"hidden": "hidden size H", "steps": "steps T", "batch": "batch B"}
 
 
 def save_atomic(fig, path: Path) -> Path:
-    """`fig.savefig` into a temporary file beside `path`, then `os.replace`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """`fig` as PNG at `path`, atomically (`bench.plots.save_png`)."""
+    return save_png(fig, Path(path))
 
 
 def _ok(rows) -> list:

@@ -1,10 +1,10 @@
 """Typed speed records and their JSON Lines file: append one record per line, read, resume.
 
 Each line of `speed.jsonl` is one record, written by a single `os.write` on a file opened for
-appending and then fsync'ed, so a killed sweep loses at most the record in flight (a torn last
-line is ignored when reading). A rerun with the same directory skips every case whose key
-already has a record (OK, NOT SUPPORTED or NO DEVICE); ERROR and NOT INSTALLED are retried, and the
-newest record of a key wins.
+appending and then fsync'ed, so a killed sweep loses at most the record in flight: a torn last
+line is skipped (and named) when reading, and the next append starts on a fresh line. A rerun
+with the same directory skips every case whose key already has a record (OK, NOT SUPPORTED or
+NO DEVICE); ERROR and NOT INSTALLED are retried, and the newest record of a key wins.
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
+from common.errors import DataError
 from common.speedcase import SpeedCase
 
 FILENAME = "speed.jsonl"
@@ -158,29 +159,43 @@ def from_dict(data: dict) -> Record:
 
 
 def append(path: Path, record: Record) -> None:
-    """Append `record` as one line: one `os.write` (O_APPEND), then fsync."""
+    """Append `record` as one line: one `os.write` (O_APPEND), then fsync. When the file's last
+    line was torn (no newline: a killed writer), the record starts on a line of its own."""
     line = (to_json(record) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def read(path: Path) -> List[Record]:
-    """Every complete record of a JSON Lines file in order (a torn or foreign line is skipped)."""
+def read_checked(path: Path) -> Tuple[List[Record], List[str]]:
+    """(every complete record in order, a note per line skipped): a torn, undecodable or
+    foreign line is skipped and named `FILE line N: why`, never trusted, never fatal."""
     path = Path(path)
     if not path.exists():
-        return []
-    out = []
-    with open(path) as f:
-        for line in f:
+        return [], []
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a {FILENAME} records file")
+    out, skipped = [], []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
             try:
-                out.append(from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
-                continue  # the line a killed writer left half-written
-    return out
+                out.append(from_dict(json.loads(raw.decode("utf-8"))))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                torn = "" if raw.endswith(b"\n") else " (torn: the writer was killed)"
+                skipped.append(f"{path} line {number}: not a record{torn}: "
+                               f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
+    return out, skipped
+
+
+def read(path: Path) -> List[Record]:
+    """Every complete record of a JSON Lines file in order (bad lines skipped: `read_checked`)."""
+    return read_checked(path)[0]
 
 
 def latest(records: Iterable[Record]) -> Dict[str, Record]:

@@ -1,24 +1,15 @@
 """Options and actions of the `train` and `generate` verbs."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from bench.argtypes import positive_float as _positive_float, positive_int as _count
 
 from common.config import CELLS, DTYPES, GRU_VARIANTS, IMPLS, OPTIMIZERS, PARTITIONS
 
 BIDIRECTIONAL_REFUSAL = ("a left-to-right language model cannot be bidirectional: the backward "
                          "direction would read the very tokens it must predict. Bidirectional "
                          "stacks are for encoders (the seq2seq encoder)")
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def add_train(sub, positive_int):
@@ -53,18 +44,21 @@ def add_train(sub, positive_int):
     a("--corpus", choices=LM_CORPORA, default="human_numbers")
     a("--path", help="corpus file (default: generated for human_numbers, downloaded otherwise)")
     a("--token", choices=("char", "word"), help="token kind (default: the corpus's own)")
-    a("--max-tokens", type=int, default=-1, help="use only the first N tokens")
+    a("--max-tokens", type=_count, default=None, help="use only the first N tokens")
     a("--prefix", help="generate from this prefix at the end")
-    a("--out", help="run directory (default: a new rnnbench-results/train-* directory)")
+    a("--out", help="run directory, new or empty (default: a new rnnbench-results/train-* "
+                    "directory)")
+    a("--resume", metavar="DIR", help="continue the run stopped in DIR from its checkpoint, with "
+                                      "its own settings (only --quiet, --prefix may be added)")
     a("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, train_defaults={x.dest: x.default for x in p._actions})
 
 
 def add_generate(sub, positive_int):
     from common.registry import backend_names
     p = sub.add_parser("generate", help="generate text from a checkpoint, in any framework")
     a = p.add_argument
-    a("checkpoint", help="checkpoint.npz written by `rnnbench train` (any backend)")
+    a("checkpoint", help="checkpoint.safetensors (or an older checkpoint.npz) written by `rnnbench train`, any backend")
     a("--backend", choices=backend_names(), default="torch")
     a("--impl", choices=IMPLS, help="scratch or builtin (default: as trained)")
     a("--prefix", required=True)
@@ -87,21 +81,50 @@ def train_config(args):
                              args.target_ppl)
 
 
-def run_train(args) -> int:
+RESUME_KEEPS = ("resume", "quiet", "prefix", "help", "func", "train_defaults", "verb")
+EXIT_STATUS = {"finished": 0, "target reached": 0, "diverged": 1}
+
+
+def _check_resume_alone(args) -> None:
+    given = [d for d, default in args.train_defaults.items()
+             if d not in RESUME_KEEPS and getattr(args, d, default) != default]
+    if given:
+        names = ", ".join("--" + d.replace("_", "-") for d in given)
+        raise ValueError(f"--resume continues a run with the settings it was started with: "
+                         f"drop {names} (or start a new run with another --out)")
+
+
+def _new_run(args):
+    """Everything checked before any work: --out, settings, corpus, memory -> (out, log)."""
     from bench import records
-    from bench.generate import generate, load_checkpoint
-    from bench.lm_data import load_corpus
-    from bench.lm_train import train
+    from bench.lm_data import check_fits, load_corpus
+    from bench.lm_train import check_memory, check_out_free, train
     from common.config import LMConfig
     from common.params import init_lm_params
 
+    if args.out:
+        check_out_free(Path(args.out))
     tcfg = train_config(args)
-    data = load_corpus(args.corpus, args.path, args.token, args.max_tokens)
+    data = load_corpus(args.corpus, args.path, args.token, args.max_tokens or -1)
     cfg = LMConfig(args.cell, args.impl, len(data.vocab), args.hidden, args.layers,
                    args.gru_variant, args.embed)
+    check_fits(data, tcfg)
+    check_memory(cfg, tcfg)
     out = Path(args.out) if args.out else records.new_run_dir(prefix="train")
     params = init_lm_params(cfg, tcfg.seed, tcfg.dtype, init=args.init)
-    log = train(args.backend, cfg, tcfg, data, out, params, progress=not args.quiet)
+    return out, train(args.backend, cfg, tcfg, data, out, params, progress=not args.quiet)
+
+
+def run_train(args) -> int:
+    from bench.generate import generate, load_checkpoint
+    from bench.lm_train import resume
+
+    if args.resume:
+        _check_resume_alone(args)
+        out = Path(args.resume)
+        log = resume(out, progress=not args.quiet)
+    else:
+        out, log = _new_run(args)
     last = log.epochs[-1] if log.epochs else None
     if last:
         val = f", validation perplexity {last.val_ppl:.3f}" if last.val_ppl is not None else ""
@@ -109,11 +132,12 @@ def run_train(args) -> int:
               f"{log.tokens_per_second:,.0f} tokens/s")
     if log.message:
         print(log.message)
-    if args.prefix and last:
-        be, model, vocab, token, _ = load_checkpoint(log.checkpoint, args.backend, None, args.device)
+    if args.prefix and last and log.status != "diverged":
+        be, model, vocab, token, _ = load_checkpoint(log.checkpoint, log.backend, None,
+                                                     log.train["device"])
         print(generate(be, model, vocab, token, args.prefix, 50))
     print(f"wrote {out}")
-    return 0 if log.status in ("finished", "target reached") else 1
+    return EXIT_STATUS.get(log.status, 143 if "SIGTERM" in log.message else 130)
 
 
 def run_generate(args) -> int:
@@ -136,7 +160,7 @@ def add_quality(sub):
     a("--dtype", choices=DTYPES, default="float32")
     a("--device", choices=("cpu", "gpu"), default="cpu")
     a("--seed", type=int, default=0)
-    a("--epochs", type=int, help="override every model's epochs (for a quick look)")
+    a("--epochs", type=_count, help="override every model's epochs (for a quick look)")
     a("--out", help="directory (default: a new rnnbench-results/quality-* directory)")
     p.set_defaults(func=run_quality)
 
@@ -159,7 +183,7 @@ def add_trajectory(sub):
     p = sub.add_parser("trajectory", help="per-step training losses compared across frameworks")
     p.add_argument("--backends", nargs="+", choices=backend_names(), default=list(backend_names()),
                    help="default: all; one that is not installed is a row saying so")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=_count, default=50)
     p.set_defaults(func=run_trajectory)
 
 

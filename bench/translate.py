@@ -22,12 +22,13 @@ from common.batching import minibatches
 from common.corpora import BOS, EOS, FraEng, encode_sentence, preprocess_nmt
 from common.errors import DataError, RnnbenchError
 from common.metrics import bleu, corpus_bleu
+from common.checkpoint import check_finite, nonfinite_keys
 from common.params import load_params, save_params
 from common.registry import get_module
 from common.seq2seq import Seq2SeqConfig, TranslateConfig, init_seq2seq_params
 from common.vocab import Vocab
 
-CHECKPOINT = "checkpoint.npz"
+CHECKPOINT = "checkpoint.safetensors"
 BLEU_K = 2
 # d2l 1.0's test sentences and references, and its published BLEU per framework (ANCHORS.md).
 D2L_EXAMPLES = (("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il est calme ."),
@@ -149,8 +150,16 @@ class Run:
         return EpochRecord(epoch, self.step, seconds, float(np.mean(losses)), val)
 
     def save_checkpoint(self, epoch: int) -> Path:
+        """The epoch's checkpoint, only when every weight is finite (else Diverged, and the last
+        good checkpoint stays)."""
+        params = self.trainer.params()
+        bad = nonfinite_keys(params)
+        if bad:
+            raise Diverged(f"the parameters became NaN or infinite ({', '.join(bad[:3])}) by "
+                           f"step {self.step} (epoch {epoch}); lower --lr or keep clipping on")
         meta = checkpoint_meta(self.backend, self.cfg, self.tcfg, self.data, epoch, self.step)
-        path = save_params(self.out / CHECKPOINT, self.trainer.params(), meta, overwrite=True)
+        path = save_params(self.out / CHECKPOINT, params, meta, overwrite=True,
+                           require_finite=True)
         self.log.checkpoint = str(path)
         return Path(path)
 
@@ -194,11 +203,16 @@ def load_checkpoint(path, backend: str, impl: Optional[str] = None, device: str 
     params, meta = load_params(path)
     if meta.get("kind") != "seq2seq":
         raise DataError(f"{path} is not a translation checkpoint (written by `rnnbench translate`)")
-    model_cfg = dict(meta["model"], **({"impl": impl} if impl else {}))
+    check_finite(path, params)
+    try:
+        cfg = Seq2SeqConfig(**dict(meta["model"], **({"impl": impl} if impl else {})))
+        vocabs = Vocab.from_dict(meta["src_vocab"]), Vocab.from_dict(meta["tgt_vocab"])
+        dtype = str(params["decoder.b_q"].dtype)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: its metadata was edited or damaged ({type(exc).__name__}: "
+                        f"{exc}); use another checkpoint") from None
     mod = get_module(backend, "seq2seq")
-    dtype = str(params["decoder.b_q"].dtype)
-    model = mod.build_seq2seq(Seq2SeqConfig(**model_cfg), params, dtype, device)
-    return mod, model, Vocab.from_dict(meta["src_vocab"]), Vocab.from_dict(meta["tgt_vocab"]), meta
+    return mod, mod.build_seq2seq(cfg, params, dtype, device), *vocabs, meta
 
 
 def check_sentences(sentences: Sequence[str]) -> List[str]:
@@ -251,7 +265,7 @@ def slice_bleu(mod, model, data: FraEng, train: bool) -> float:
 
 def plot_loss(log: TranslateLog, path: Path) -> Path:
     """Training and validation loss against epoch."""
-    from bench.plots import _pyplot
+    from bench.plots import _pyplot, save_png
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [e.epoch for e in log.epochs]
@@ -264,7 +278,7 @@ def plot_loss(log: TranslateLog, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     plt.close(fig)
     return Path(path)
 

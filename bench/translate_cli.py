@@ -85,6 +85,8 @@ def run_translate(args) -> int:
         return _from_checkpoint(args, sentences, refs)
     from common.corpora import load_fra_eng
     from common.seq2seq import Seq2SeqConfig, TranslateConfig
+    if args.out:
+        records.check_new_dir(args.out)
     tcfg = TranslateConfig(args.lr, None if args.no_clip else args.clip, args.epochs,
                            args.batch_size, args.num_steps, args.num_train, args.num_val,
                            args.dropout, args.dtype, args.device, args.seed, args.init)

@@ -30,5 +30,10 @@ class UnknownBackend(RnnbenchError, ValueError):
     """A backend name that the registry does not know."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, job schedulers and CI send), raised where Ctrl-C raises
+    KeyboardInterrupt, so that both end a run the same way: its results written."""
+
+
 class DataError(RnnbenchError, ValueError):
     """Bad or unusable input data (corrupt download, corpus too small, unknown token)."""

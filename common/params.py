@@ -1,16 +1,15 @@
-"""Canonical parameters (CONTRACT.md): key sets, shapes, seeded initialisation, `.npz` files.
+"""Canonical parameters (CONTRACT.md): key sets, shapes, seeded initialisation (files are read
+and written by `common.checkpoint`).
 
 Weights are stored so that the math reads `X @ W`: shape `(in, out)`.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from typing import Dict, List, Tuple
 
 import numpy as np
 
+from .checkpoint import load_params, save_params  # noqa: F401  (the file format lives there)
 from .config import LayerSpec
 
 Params = Dict[str, np.ndarray]
@@ -129,39 +128,6 @@ def cast_params(params: Params, dtype) -> Params:
 def sub_params(params: Params, prefix: str) -> Params:
     """The entries under `prefix`, with the prefix stripped (`encoder.l0.W_xh` -> `l0.W_xh`)."""
     return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-
-
-def save_params(path, params: Params, meta: dict = None, overwrite: bool = False) -> str:
-    """Write params (and a JSON `meta` dict) to `.npz` atomically; refuse to overwrite unless asked."""
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        path += ".npz"
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
-    arrays = {k: np.asarray(v) for k, v in params.items()}
-    if "__meta__" in arrays:
-        raise ValueError("'__meta__' is reserved for metadata")
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta or {}).encode(), dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def load_params(path) -> Tuple[Params, dict]:
-    """Read a file written by `save_params`: (params, meta)."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        params = {k: data[k] for k in data.files if k != "__meta__"}
-        meta = json.loads(bytes(data["__meta__"]).decode()) if "__meta__" in data.files else {}
-    return params, meta
 
 
 LM_HEAD_KEYS = ("embedding", "W_hq", "b_q")  # a language model's keys outside the layer stack

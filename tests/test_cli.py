@@ -68,7 +68,7 @@ def test_train_then_generate_in_another_framework(tmp_path, capsys):
     other = "mxnet" if is_available("mxnet") else "jax"   # the current stack has no MXNet
     if not is_available(other):
         pytest.skip("neither mxnet nor jax is installed to read torch's checkpoint")
-    assert main(["generate", str(out / "checkpoint.npz"), "--backend", other,
+    assert main(["generate", str(out / "checkpoint.safetensors"), "--backend", other,
                  "--prefix", "one", "--num-preds", "50"]) == 0
     assert capsys.readouterr().out.strip() == torch_text
 

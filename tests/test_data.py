@@ -116,7 +116,7 @@ def make_zip(path, member, data):
 def test_extract_zip_member(tmp_path):
     archive = make_zip(tmp_path / "a.zip", "fra-eng/fra.txt", "Go.\tVa !\n")
     out = dl.extract_zip(archive, "fra-eng/fra.txt")
-    assert out == (tmp_path / "fra-eng" / "fra.txt").resolve()
+    assert out == (tmp_path / "a.zip.unzip" / "fra-eng" / "fra.txt").resolve()
     assert out.read_text() == "Go.\tVa !\n"
 
 
@@ -124,7 +124,7 @@ def test_extract_zip_missing_member_raises_and_leaves_nothing(tmp_path):
     archive = make_zip(tmp_path / "a.zip", "other.txt", "x")
     with pytest.raises(DataError, match="fra.txt"):
         dl.extract_zip(archive, "fra-eng/fra.txt")
-    assert list((tmp_path / "fra-eng").iterdir()) == []
+    assert not (tmp_path / "a.zip.unzip").exists()
 
 
 def test_extract_zip_refuses_member_outside_directory(tmp_path):
@@ -138,7 +138,7 @@ def test_read_fra_eng_downloads_and_extracts(monkeypatch, tmp_path):
     monkeypatch.setitem(dl.DATA_HUB, "fra-eng", (archive.as_uri(), dl.sha1_file(archive)))
     monkeypatch.setenv("RNNBENCH_CACHE", str(tmp_path / "cache"))
     assert corpora.read_fra_eng() == "Go.\tVa !\n"
-    assert (tmp_path / "cache" / "fra-eng" / "fra.txt").is_file()
+    assert (tmp_path / "cache" / "fra-eng.zip.unzip" / "fra-eng" / "fra.txt").is_file()
 
 
 def test_read_time_machine_downloads(monkeypatch, tmp_path, source):

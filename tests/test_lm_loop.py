@@ -146,11 +146,11 @@ def test_log_checkpoint_and_plot_hold_the_runs_numbers(monkeypatch, tmp_path, da
     assert saved["step_losses"] == [1.0 + 0.01 * n for n in range(1, 16)]
     assert [e["train_ppl"] for e in saved["epochs"]] == [e.train_ppl for e in log.epochs]
     assert saved["corpus"] == {"name": "stub_corpus", "source": "test", "tokens": N,
-                               "vocab_size": N + 1, "token": "word"}
+                               "vocab_size": N + 1, "token": "word", "path": "test"}
     assert saved["train"]["partition"] == "windows" and saved["model"]["hidden_size"] == 4
     tokens, seconds = sum(e.tokens for e in log.epochs), sum(e.seconds for e in log.epochs)
     assert log.tokens_per_second == pytest.approx(tokens / seconds, rel=1e-12)
-    params, meta = load_params(tmp_path / "checkpoint.npz")
+    params, meta = load_params(tmp_path / "checkpoint.safetensors")
     assert (meta["epoch"], meta["step"], meta["backend"], meta["corpus"]) == (3, 15, NAME,
                                                                            "stub_corpus")
     np.testing.assert_array_equal(params["W_hq"], np.full((2, 2), 15.0))
@@ -188,7 +188,7 @@ def test_stops_at_the_epoch_whose_perplexity_reaches_the_target(monkeypatch, tmp
     reached = log.target_reached
     assert (reached["epoch"], reached["tokens"]) == (2, 2 * 22 * 4)
     assert reached["train_ppl"] == pytest.approx(math.exp(0.75), rel=1e-12)
-    assert load_params(tmp_path / "checkpoint.npz")[1]["epoch"] == 2
+    assert load_params(tmp_path / "checkpoint.safetensors")[1]["epoch"] == 2
 
 
 def test_target_not_reached_runs_every_epoch(monkeypatch, tmp_path, data):
@@ -205,9 +205,9 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_epochs_checkpo
     assert log.status == "diverged" and "step 8 (epoch 2)" in log.message
     assert len(trainer.calls) == 8 and len(log.epochs) == 1
     assert math.nan not in log.step_losses and len(log.step_losses) == 7
-    params, meta = load_params(tmp_path / "checkpoint.npz")
+    params, meta = load_params(tmp_path / "checkpoint.safetensors")
     assert (meta["epoch"], meta["step"]) == (1, 5) and params["W_hq"][0, 0] == 5.0
-    assert log.message.endswith(f"last good checkpoint: {tmp_path / 'checkpoint.npz'}")
+    assert log.message.endswith(f"last good checkpoint: {tmp_path / 'checkpoint.safetensors'}")
     assert json.loads((tmp_path / "train_log.json").read_text())["status"] == "diverged"
 
 
@@ -217,12 +217,12 @@ def test_interrupt_keeps_the_last_epochs_checkpoint(monkeypatch, tmp_path, data)
             raise KeyboardInterrupt
         return 1.0
     _, _, log = _run(monkeypatch, tmp_path, data, losses=step_loss, epochs=4, **WINDOWS)
-    assert log.status == "interrupted" and log.message.startswith("interrupted at step 11")
-    assert load_params(tmp_path / "checkpoint.npz")[1]["epoch"] == 2
+    assert log.status == "interrupted" and log.message.startswith("interrupted (Ctrl-C) at step 11")
+    assert load_params(tmp_path / "checkpoint.safetensors")[1]["epoch"] == 2
 
 
 def test_divergence_in_the_first_epoch_says_no_checkpoint(monkeypatch, tmp_path, data):
     _, _, log = _run(monkeypatch, tmp_path, data, losses=lambda n, X: float("nan"), **WINDOWS)
     assert log.status == "diverged" and log.epochs == []
     assert "last good checkpoint: none" in log.message
-    assert not (tmp_path / "checkpoint.npz").exists() and not (tmp_path / "perplexity.png").exists()
+    assert not (tmp_path / "checkpoint.safetensors").exists() and not (tmp_path / "perplexity.png").exists()

@@ -69,7 +69,7 @@ def test_short_training_reduces_perplexity_and_writes_outputs(backend, tmp_path,
     assert [e["train_ppl"] for e in saved["epochs"]] == [e.train_ppl for e in log.epochs]
     head = (tmp_path / "perplexity.png").read_bytes()[:24]
     assert (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) == (600, 400)
-    params, meta = load_params(tmp_path / "checkpoint.npz")
+    params, meta = load_params(tmp_path / "checkpoint.safetensors")
     assert meta["epoch"] == 3 and meta["backend"] == backend and meta["step"] == log.epochs[-1].step
     assert {k: v.shape for k, v in params.items()} == lm_param_shapes(cfg)
 
@@ -85,7 +85,7 @@ def test_checkpoint_generates_the_same_greedy_text_in_another_framework(source, 
 
 
 def _loaded(tmp_path, backend):
-    be, model, vocab, token, _ = gen.load_checkpoint(tmp_path / "checkpoint.npz", backend)
+    be, model, vocab, token, _ = gen.load_checkpoint(tmp_path / "checkpoint.safetensors", backend)
     return be, model, vocab, token
 
 
@@ -126,7 +126,7 @@ def test_divergence_stops_naming_the_step_and_keeps_checkpoint(backend, tmp_path
     _, log = _short_run(backend, tmp_path, tiny_data, epochs=5)
     assert log.status == "diverged" and "step 150" in log.message
     assert "last good checkpoint" in log.message and len(log.epochs) >= 1
-    _, meta = load_params(tmp_path / "checkpoint.npz")     # the epoch before the NaN
+    _, meta = load_params(tmp_path / "checkpoint.safetensors")     # the epoch before the NaN
     assert meta["epoch"] == len(log.epochs) and meta["step"] == log.epochs[-1].step < 150
 
 
