@@ -14,6 +14,8 @@ RANK = ["PASS", "DIFFERENT FUNCTION", "NOT INSTALLED", "NOT SUPPORTED", "FAIL", 
 
 
 def _cell_label(r) -> str:
+    if r.get("activation", "tanh") != "tanh":
+        return f"{r['cell']}[{r['activation']}]"
     return f"gru[{r['variant']}]" if r["cell"] == "gru" else r["cell"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.config import CELLS, DTYPES, GRU_VARIANTS, IMPLS, OPTIMIZERS, PARTITIONS
+from common.config import ACTIVATIONS, CELLS, DTYPES, GRU_VARIANTS, IMPLS, OPTIMIZERS, PARTITIONS
 
 BIDIRECTIONAL_REFUSAL = ("a left-to-right language model cannot be bidirectional: the backward "
                          "direction would read the very tokens it must predict. Bidirectional "
@@ -30,6 +30,8 @@ def add_train(sub, positive_int):
     a("--impl", choices=IMPLS, default="scratch")
     a("--cell", choices=CELLS, default="rnn")
     a("--gru-variant", choices=GRU_VARIANTS, default="reset_after")
+    a("--activation", choices=ACTIVATIONS, default="tanh",
+      help="the rnn cell's nonlinearity (lstm and gru keep tanh)")
     a("--layers", type=positive_int, default=1)
     a("--bidirectional", action="store_true", help="refused for a language model (says why)")
     a("--hidden", type=positive_int, default=256)
@@ -98,7 +100,7 @@ def run_train(args) -> int:
     tcfg = train_config(args)
     data = load_corpus(args.corpus, args.path, args.token, args.max_tokens)
     cfg = LMConfig(args.cell, args.impl, len(data.vocab), args.hidden, args.layers,
-                   args.gru_variant, args.embed)
+                   args.gru_variant, args.embed, args.activation)
     out = Path(args.out) if args.out else records.new_run_dir(prefix="train")
     params = init_lm_params(cfg, tcfg.seed, tcfg.dtype, init=args.init)
     log = train(args.backend, cfg, tcfg, data, out, params, progress=not args.quiet)
