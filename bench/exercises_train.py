@@ -1,0 +1,230 @@
+"""The exercises about training itself: hyperparameter search (4), gradient clipping (9), ReLU
+(10), overfitting (12) and deeper stacks (15)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bench import exercises_lm as L
+from bench.exercises import Result, exercise
+from bench.exercises_report import fmt, framework_plot
+from bench.exercises_text import SEC_SCRATCH
+from common.errors import NotSupported
+
+SEC_CONCISE = "d2l 1.0 §9.6 (concise RNN)"
+
+
+def fit(ctx, backend, cell="rnn", tkw=None, grad_every=0, **ckw):
+    """(Trained, backend, model, validation ids) for one configuration on The Time Machine."""
+    train, val = L.time_machine(ctx)
+    cfg = L.lm_config(ctx, cell, len(train.vocab), **ckw)
+    run = L.trained(ctx, backend, cfg, L.train_config(ctx, **(tkw or {})), train, grad_every)
+    return (run, *run.model(), val)
+
+
+def val_ppl(ctx, be, model, val, T=None) -> float:
+    ppl = L.perplexity(be, model, val, T or ctx.settings.num_steps)
+    return ppl if math.isfinite(ppl) else float("inf")
+
+
+# ------------------------------------------------------------------ 4: budgeted search
+
+def search_space(trial, s) -> dict:
+    """One optuna trial's choice of the four hyperparameters the exercise names."""
+    return {"epochs": trial.suggest_int("epochs", 1, 3 * s.epochs),
+            "hidden": trial.suggest_categorical("hidden", [16, 32, 64, 128]),
+            "num_steps": trial.suggest_categorical("num_steps", [8, 16, 32, 64]),
+            "lr": trial.suggest_float("lr", 0.1, 8.0, log=True)}
+
+
+def best_so_far(values):
+    out, best = [], float("inf")
+    for v in values:
+        best = min(best, v)
+        out.append(best)
+    return out
+
+
+@exercise(4, f"{SEC_SCRATCH}, exercise 4",
+          "How low can validation perplexity go with this architecture? A budgeted search over "
+          "epochs, hidden size, num_steps and learning rate (optuna's TPE sampler), per "
+          "framework.")
+def search(ctx) -> Result:
+    try:
+        import optuna
+    except ImportError:
+        raise NotSupported("exercise 4 needs optuna: pip install 'rnnbench[exercises]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s, rows, panels = ctx.settings, [], {}
+    for backend in ctx.backends:
+        def objective(trial):
+            h = search_space(trial, s)
+            _, be, model, val = fit(ctx, backend, hidden=h["hidden"], tkw={
+                "epochs": h["epochs"], "num_steps": h["num_steps"], "lr": h["lr"]})
+            return val_ppl(ctx, be, model, val, h["num_steps"])
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+        study.optimize(objective, n_trials=s.trials)
+        values = [t.value for t in study.trials]
+        panels[backend] = {"best so far": (list(range(1, len(values) + 1)), best_so_far(values))}
+        rows.append({"framework": backend, "trials": len(values), "best_val_ppl": study.best_value,
+                     **study.best_params})
+    plot = framework_plot(ctx.out / "ex04_search.png", panels, "trial", "best validation ppl")
+    best = min(rows, key=lambda r: r["best_val_ppl"])
+    each = ", ".join(r["framework"] + " " + fmt(r["best_val_ppl"]) for r in rows)
+    answer = (f"With {s.trials} trials per framework the best validation perplexity is "
+              f"{each}; the "
+              f"best of all ({best['framework']}) used hidden {best['hidden']}, num_steps "
+              f"{best['num_steps']}, lr {fmt(best['lr'])}, {best['epochs']} epochs. A larger "
+              f"budget keeps lowering it until the small model's capacity, not the search, limits.")
+    return Result(rows, answer, [plot])
+
+
+# ------------------------------------------------------------------ 9, 10: clipping
+
+def divergence_rows(ctx, activation: str):
+    """Per framework, clipping on/off and seed: how the run ended, its losses and grad norms."""
+    s, rows, loss_panels, norm_panels = ctx.settings, [], {}, {}
+    every = 5 if s.name == "quick" else 20
+    for backend in ctx.backends:
+        for clip in (1.0, None):
+            for seed in s.seeds:
+                run, *_ = fit(ctx, backend, activation=activation, grad_every=every,
+                              tkw={"clip": clip, "seed": seed})
+                label = f"{'clip 1' if clip else 'no clip'} seed {seed}"
+                losses = run.step_losses
+                loss_panels.setdefault(backend, {})[label] = (list(range(len(losses))), losses)
+                steps, norms = zip(*run.grad_norms) if run.grad_norms else ((), ())
+                norm_panels.setdefault(backend, {})[label] = (list(steps), list(norms))
+                finite = [v for v in losses if math.isfinite(v)]
+                rows.append({"framework": backend, "clip": clip or "off", "seed": seed,
+                             "status": run.status, "steps": len(losses),
+                             "first_loss": losses[0], "last_loss": losses[-1],
+                             "max_grad_norm": max(norms) if norms else float("nan"),
+                             "rose_above_start": bool(finite and max(finite[len(finite) // 2:])
+                                                      > finite[0])})
+    return rows, loss_panels, norm_panels
+
+
+def clipping_answer(rows, what: str) -> str:
+    def count(clip, pred):
+        sel = [r for r in rows if (r["clip"] == "off") == (clip is None)]
+        return f"{sum(map(pred, sel))} of {len(sel)}"
+    bad = lambda r: r["status"] == "diverged" or r["rose_above_start"]
+    norm = lambda clip: max((r["max_grad_norm"] for r in rows
+                             if (r["clip"] == "off") == (clip is None)
+                             and math.isfinite(r["max_grad_norm"])), default=float("nan"))
+    return (f"{what}: without clipping {count(None, lambda r: r['status'] == 'diverged')} runs "
+            f"reached a non-finite loss and {count(None, bad)} diverged or climbed back above "
+            f"their first loss; with clipping at 1, {count(1.0, bad)}. The largest sampled "
+            f"gradient norm was {fmt(norm(None))} without clipping and {fmt(norm(1.0))} with it "
+            f"(the norm before clipping: clipping caps the step, not the gradient).")
+
+
+def clipping_result(ctx, activation, name, what, extra="") -> Result:
+    rows, losses, norms = divergence_rows(ctx, activation)
+    plots = [framework_plot(ctx.out / f"{name}_loss.png", losses, "step", "training loss",
+                            logy=True),
+             framework_plot(ctx.out / f"{name}_grad_norm.png", norms, "step",
+                            "gradient norm", logy=True)]
+    return Result(rows, clipping_answer(rows, what) + extra, plots)
+
+
+@exercise(9, f"{SEC_SCRATCH}, exercise 9",
+          "Train without gradient clipping: what happens? Loss and gradient-norm curves with and "
+          "without clipping over several seeds, and how often training diverges.")
+def no_clipping(ctx) -> Result:
+    return clipping_result(ctx, "tanh", "ex09", "tanh RNN")
+
+
+def relu_parity_summary() -> dict:
+    """Status counts of the parity harness on the ReLU RNN (1 layer and 2-layer bidirectional,
+    float64 and float32, every backend and implementation)."""
+    from bench import parity
+    cases = [c for c in parity.default_cases(quick=True) if c.activation == "relu"]
+    counts = {}
+    for rec in parity.run(cases).records:
+        counts[f"{rec.dtype} {rec.status}"] = counts.get(f"{rec.dtype} {rec.status}", 0) + 1
+    return counts
+
+
+@exercise(10, f"{SEC_SCRATCH}, exercise 10",
+          "Replace tanh by ReLU: is gradient clipping still needed, and why? (Needs the ReLU "
+          "cell in every framework and implementation, checked by the parity harness.)")
+def relu(ctx) -> Result:
+    parity_counts = relu_parity_summary()
+    extra = (" Why: tanh saturates, so a large pre-activation stops the gradient; ReLU is "
+             "unbounded and its derivative is 1 wherever it is active, so the product of "
+             "Jacobians through time is a product of W_hh blocks and grows as W_hh's spectral "
+             "radius does: clipping is needed at least as much. Parity of the ReLU RNN in this "
+             "run: " + ", ".join(f"{k}: {v}" for k, v in sorted(parity_counts.items())) +
+             " (MXNet's fused CPU kernel rounds the ReLU to float32, so its float64 built-in "
+             "says not supported).")
+    res = clipping_result(ctx, "relu", "ex10", "ReLU RNN", extra)
+    res.records["parity"] = parity_counts
+    return res
+
+
+# ------------------------------------------------------------------ 12: overfitting
+
+def overfit_configs(s):
+    configs = [("baseline", {}, {}), (f"hidden {4 * s.hidden}", {"hidden": 4 * s.hidden}, {}),
+               (f"{3 * s.epochs} epochs", {}, {"epochs": 3 * s.epochs}),
+               ("no clipping", {}, {"clip": None})]
+    if s.name != "quick":
+        configs.append((f"hidden {4 * s.hidden}, {3 * s.epochs} epochs",
+                        {"hidden": 4 * s.hidden}, {"epochs": 3 * s.epochs}))
+    return configs
+
+
+@exercise(12, f"{SEC_CONCISE}, exercise 1",
+          "Can the model be made to overfit (more hidden units, more epochs, different "
+          "clipping)? The gap between training and validation perplexity for each.")
+def overfitting(ctx) -> Result:
+    s, (train, _) = ctx.settings, L.time_machine(ctx)
+    rows = []
+    for backend in ctx.backends:
+        for label, ckw, tkw in overfit_configs(s):
+            run, be, model, val = fit(ctx, backend, tkw=tkw, **ckw)
+            tr = val_ppl(ctx, be, model, train.ids)
+            va = val_ppl(ctx, be, model, val)
+            rows.append({"framework": backend, "setting": label, "train_ppl": tr, "val_ppl": va,
+                         "gap": va - tr})
+    widest = max(rows, key=lambda r: r["gap"])
+    base = [r["gap"] for r in rows if r["setting"] == "baseline"]
+    answer = (f"Baseline gap (validation minus training perplexity) {fmt(min(base))} to "
+              f"{fmt(max(base))}; the widest gap is {fmt(widest['gap'])} ({widest['framework']}, "
+              f"{widest['setting']}: train {fmt(widest['train_ppl'])}, validation "
+              f"{fmt(widest['val_ppl'])}). Capacity and training time open the gap; a positive, "
+              f"growing gap is overfitting.")
+    return Result(rows, answer)
+
+
+# ------------------------------------------------------------------ 15: depth
+
+@exercise(15, "d2l 0.17 Gluon edition §8.6 (concise RNN), the hidden-layers exercise",
+          "More hidden layers (1 to 4) at the same budget: what happens, and what does it take "
+          "to make the deep ones train?")
+def depth(ctx) -> Result:
+    s, rows, panels = ctx.settings, [], {}
+    layers = (1, 3) if s.name == "quick" else (1, 2, 3, 4)
+    for backend in ctx.backends:
+        for opt, lr in (("sgd", s.lr), ("adam", 0.01)):
+            ys = []
+            for n in layers:
+                run, be, model, val = fit(ctx, backend, num_layers=n,
+                                          tkw={"optimizer": opt, "lr": lr})
+                ys.append(val_ppl(ctx, be, model, val))
+                rows.append({"framework": backend, "layers": n, "optimizer": f"{opt} lr {lr}",
+                             "val_ppl": ys[-1], "status": run.status})
+            panels.setdefault(backend, {})[f"{opt} lr {lr}"] = (list(layers), ys)
+    plot = framework_plot(ctx.out / "ex15_depth.png", panels, "layers", "validation perplexity")
+    mean = lambda opt, n: np.mean([r["val_ppl"] for r in rows
+                                   if r["optimizer"].startswith(opt) and r["layers"] == n])
+    answer = (f"With SGD at lr {s.lr} the mean validation perplexity goes from "
+              f"{fmt(mean('sgd', 1))} (1 layer) to {fmt(mean('sgd', layers[-1]))} "
+              f"({layers[-1]} layers): at the same budget the deeper stack trains slower. With "
+              f"Adam at lr 0.01: {fmt(mean('adam', 1))} to {fmt(mean('adam', layers[-1]))}. "
+              f"Deep stacks need an optimiser that rescales per parameter (or more epochs) "
+              f"before their extra capacity shows.")
+    return Result(rows, answer, [plot])
