@@ -41,7 +41,7 @@ class Settings:
     impl: str = "scratch"    # d2l §9.5's model; at these sizes also the fastest everywhere
 
 
-QUICK = Settings("quick", 12_000, 0.1, 32, 16, 32, 8, 1.0, (0, 1), 64, 8, 120, 2, 3_000)
+QUICK = Settings("quick", 12_000, 0.1, 32, 16, 32, 6, 1.0, (0, 1), 64, 8, 120, 2, 3_000)
 FULL = Settings("full", -1, 0.1, 32, 32, 512, 100, 1.0, (0, 1, 2, 3, 4), 256, 64, 500, 30,
                 50_000)
 

@@ -149,11 +149,11 @@ def test_train_lm_stops_at_a_non_finite_loss(monkeypatch):
 
 
 def test_clipping_answer_counts_from_rows():
-    rows = [{"clip": "off", "status": "diverged", "rose_above_start": True, "max_grad_norm": 50.0},
-            {"clip": "off", "status": "finished", "rose_above_start": False, "max_grad_norm": 9.0},
-            {"clip": 1.0, "status": "finished", "rose_above_start": False, "max_grad_norm": 7.0}]
+    rows = [{"lr": 1, "clip": "off", "status": "diverged", "rose_above_start": True, "max_grad_norm": 50.0},
+            {"lr": 1, "clip": "off", "status": "finished", "rose_above_start": False, "max_grad_norm": 9.0},
+            {"lr": 1, "clip": 1.0, "status": "finished", "rose_above_start": False, "max_grad_norm": 7.0}]
     text = TR.clipping_answer(rows, "x")
-    assert "1 of 2 runs reached a non-finite loss" in text and "with clipping at 1, 0 of 1" in text
+    assert "1 of 2 runs reached a non-finite loss" in text and "with clipping at 1 0 of 1" in text
     assert "50" in text and "7" in text
     assert TR.best_so_far([3, 5, 2, 4]) == [3, 3, 2, 2]
 
