@@ -67,7 +67,8 @@ def table(rows: List[dict]) -> str:
 
 
 def command(number: int, quick: bool, backends) -> str:
-    extra = "" if set(backends) == {"torch", "mxnet", "jax"} else f" --backends {' '.join(backends)}"
+    every = set(backends) == {"torch", "mxnet", "jax"}
+    extra = "" if every else f" --backends {' '.join(backends)}"
     return f"rnnbench exercises --only {number}{' --quick' if quick else ''}{extra}"
 
 

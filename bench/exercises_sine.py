@@ -183,7 +183,7 @@ def autoregression(ctx) -> Result:
     plot = framework_plot(ctx.out / "ex13_k_step.png", panels, "k (steps ahead)", "test MSE",
                           logx=True, logy=True)
     rnn_rows = rows[1:]
-    answer = (f"One step ahead both fit about as well as the noise allows (variance 0.04): MLP "
+    answer = (f"One step ahead both come close to the noise floor (its variance is 0.04): MLP "
               f"{fmt(mlp_mse[1])}, RNN {', '.join(fmt(r['mse@1']) for r in rnn_rows)} "
               f"({', '.join(ctx.backends)}). Feeding their own predictions back, errors "
               f"compound: at k = {KS[-1]} the MLP's MSE is {fmt(mlp_mse[KS[-1]])} and the RNN's "

@@ -72,7 +72,7 @@ def history_answer(rows, ks, window) -> str:
     return (
         f"In principle yes, in practice no. With the state carried, the last character moves "
         f"the next-character distribution by a KL of {span(carried, 'KL@1')} nats; the "
-        f"influence decays about geometrically with distance, and the farthest change that still "
+        f"influence falls off with distance (the KL@k columns), and the farthest change that still "
         f"moved any model's float32 output at all was {far_c} characters back (KL there "
         f"{span(carried, f'KL@{far_c}') if far_c else 'none'}); beyond it the prediction is "
         f"bit for bit the same. With the state reset at each {window}-character window nothing "
@@ -93,7 +93,8 @@ def history_hyperparameter(ctx) -> Result:
         for partition, state in (("sequential", "carried"), ("random", "reset")):
             ys = []
             for T in steps:
-                _, be, model = base_model(ctx, backend, tkw={"num_steps": T, "partition": partition})
+                tkw = {"num_steps": T, "partition": partition}
+                _, be, model = base_model(ctx, backend, tkw=tkw)
                 ppl = L.perplexity(be, model, val, T, carry=state == "carried")
                 rows.append({"framework": backend, "num_steps": T, "state": state, "val_ppl": ppl})
                 ys.append(ppl)
@@ -144,7 +145,8 @@ def one_hot_vs_embedding(backend, impl, dtype, vocab=28, hidden=8, seed=0):
 def one_hot_is_embedding(ctx) -> Result:
     rows = [{"framework": b, "impl": impl, "dtype": dt,
              "max_abs_logits_diff": one_hot_vs_embedding(b, impl, dt)}
-            for b in ctx.backends for impl in ("scratch", "builtin") for dt in ("float32", "float64")]
+            for b in ctx.backends for impl in ("scratch", "builtin")
+            for dt in ("float32", "float64")]
     exact = [r for r in rows if r["max_abs_logits_diff"] == 0.0]
     inexact = "; ".join(f"{r['framework']}/{r['impl']} {r['dtype']} differs by "
                         f"{fmt(r['max_abs_logits_diff'])}" for r in rows if r not in exact)
@@ -221,7 +223,8 @@ def _book_text(ctx, filename, reader, what):
     try:
         return reader(path) if path else reader()
     except TypeError:
-        raise DataError(f"{what} is read from a file only: pass --data DIR with {filename}") from None
+        raise DataError(f"{what} is read from a file only: "
+                        f"pass --data DIR with {filename}") from None
 
 
 @exercise(6, f"{SEC_SCRATCH}, exercise 6",
@@ -257,7 +260,8 @@ def other_author(ctx) -> Result:
     answer = (_books_answer(rows, "Tiny Shakespeare") + " Out-of-vocabulary handling: the text "
               f"goes through the training text's preprocessing (lower case; every run of "
               f"non-letters becomes one space), which rewrites {changed:,} of its {raw:,} raw "
-              f"characters (capitals, punctuation, digits, line breaks); after it, every character is one of the 27 the model knows, so "
+              f"characters (capitals, punctuation, digits, line breaks); after it, every "
+              f"character is one of the 27 the model knows, so "
               f"{unk} scored characters map to <unk> (any that did would be mapped to <unk> and "
               f"left out of the score, and counted here). At the word level the same "
               f"preprocessing leaves {oov:.1%} of Shakespeare's words unseen in The Time Machine: "
@@ -295,7 +299,8 @@ def sampling(ctx) -> Result:
         rows += [{"framework": backend, **sample_row(be, model, train.vocab, a,
                                                     ctx.settings.sample_len)} for a in ALPHAS]
     mean = lambda a, key: np.mean([r[key] for r in rows if r["alpha"] == a])
-    answer = (f"Sampling at alpha 1 gives varied text (distinct 4-grams {mean(1.0, 'distinct_4'):.2f}"
+    answer = (f"Sampling at alpha 1 gives varied text (distinct 4-grams "
+              f"{mean(1.0, 'distinct_4'):.2f}"
               f", longest repeat {mean(1.0, 'longest_repeat'):.0f} characters, mean over "
               f"frameworks) that the model itself finds unlikely (perplexity "
               f"{mean(1.0, 'model_ppl'):.2f}). Raising alpha trades diversity for likelihood: at "

@@ -60,7 +60,8 @@ def step_fn(cell, variant="reset_after", activation="tanh"):
         check_choice("GRU variant", variant, GRU_VARIANTS)
         return functools.partial(gru_step, variant=variant)
     if cell == "rnn":
-        return rnn_step if activation == "tanh" else functools.partial(rnn_step, activation=activation)
+        return (rnn_step if activation == "tanh"
+                else functools.partial(rnn_step, activation=activation))
     return lstm_step
 
 

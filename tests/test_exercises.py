@@ -149,9 +149,10 @@ def test_train_lm_stops_at_a_non_finite_loss(monkeypatch):
 
 
 def test_clipping_answer_counts_from_rows():
-    rows = [{"lr": 1, "clip": "off", "status": "diverged", "rose_above_start": True, "max_grad_norm": 50.0},
-            {"lr": 1, "clip": "off", "status": "finished", "rose_above_start": False, "max_grad_norm": 9.0},
-            {"lr": 1, "clip": 1.0, "status": "finished", "rose_above_start": False, "max_grad_norm": 7.0}]
+    row = lambda clip, status, rose, norm: {"lr": 1, "clip": clip, "status": status,
+                                            "rose_above_start": rose, "max_grad_norm": norm}
+    rows = [row("off", "diverged", True, 50.0), row("off", "finished", False, 9.0),
+            row(1.0, "finished", False, 7.0)]
     text = TR.clipping_answer(rows, "x")
     assert "1 of 2 runs reached a non-finite loss" in text and "with clipping at 1 0 of 1" in text
     assert "50" in text and "7" in text
@@ -163,7 +164,8 @@ def test_one_hot_model_equals_its_embedding_twin_in_torch():
     assert X.one_hot_vs_embedding("torch", "scratch", "float64") == 0.0
     from common.config import LMConfig
     twin, p = X.embedding_twin(LMConfig("rnn", "scratch", 6, 3), {"l0.W_xh": np.ones((6, 3))})
-    assert twin.embed_size == 3 and p["embedding"].shape == (6, 3) and (p["l0.W_xh"] == np.eye(3)).all()
+    assert twin.embed_size == 3 and p["embedding"].shape == (6, 3)
+    assert (p["l0.W_xh"] == np.eye(3)).all()
 
 
 def test_books_unk_and_word_oov():
@@ -227,3 +229,13 @@ def test_cli_rejects_unknown_exercise(capsys):
     from bench.cli import main
     assert main(["exercises", "--quick", "--only", "42", "--out", "/nonexistent/x"]) == 2
     assert "no exercise 42" in capsys.readouterr().err
+
+
+def test_relu_vs_tanh_reads_the_largest_lr_without_clipping():
+    row = lambda lr, clip, bad: {"lr": lr, "clip": clip, "status": "finished",
+                                 "rose_above_start": bad}
+    relu = [row(1, "off", True), row(10, "off", True), row(10, "off", False), row(10, 1.0, True)]
+    tanh = [row(1, "off", True), row(10, "off", False), row(10, "off", False), row(10, 1.0, True)]
+    text = TR.relu_vs_tanh(relu, tanh)
+    assert ("lr 10, the ReLU RNN went wrong in 1 of 2 runs, more often than the tanh RNN "
+            "(0 of 2)") in text
