@@ -8,7 +8,7 @@ the recurrent layer. The MLP baseline is NumPy too (it is the same in every fram
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def mlp_grads(p, X, y):
 
 def train_mlp(x, epochs=5, batch=16, seed=0):
     X, y = lagged(x[:N_TRAIN + TAU])
-    p, opt, rng = mlp_init(seed), None, np.random.default_rng(seed)
+    p, rng = mlp_init(seed), np.random.default_rng(seed)
     opt = Adam(p)
     for _ in range(epochs):
         for idx in np.array_split(rng.permutation(len(y)), max(len(y) // batch, 1)):

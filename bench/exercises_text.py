@@ -7,7 +7,6 @@ import bz2
 import gzip
 import lzma
 import math
-from pathlib import Path
 
 import numpy as np
 

@@ -56,3 +56,11 @@ def test_parity_cases_include_relu_rnn():
     relu = [c for c in cases if c.activation == "relu"]
     assert {c.dtype for c in relu} == {"float32", "float64"} and all(c.cell == "rnn" for c in relu)
     assert relu[0].spec().activation == "relu" and relu[0].cell_label == "rnn[relu]"
+
+
+def test_train_cli_refuses_relu_for_lstm_in_one_line(capsys, tmp_path):
+    from bench.cli import main
+    rc = main(["train", "--cell", "lstm", "--activation", "relu", "--corpus", "human_numbers",
+               "--epochs", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "rnn cell only" in err and len(err.strip().splitlines()) == 1
