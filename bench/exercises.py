@@ -165,8 +165,12 @@ def main(quick: bool, only=None, out=None, backends=None, data_dir=None,
         if progress:
             print(f"  {results[n].status} in {results[n].seconds:.1f} s", flush=True)
     total = time.perf_counter() - start
-    path = exercises_report.write_markdown(out, exercises, results, settings, ctx.backends, total)
-    print(f"wrote {path} ({len(results)} exercises in {total:.0f} s)")
+    shown = {**exercises_report.earlier_results(out, exercises, settings), **results}
+    shown = dict(sorted(shown.items()))
+    path = exercises_report.write_markdown(out, exercises, shown, settings, ctx.backends,
+                                           sum(r.seconds for r in shown.values()))
+    print(f"wrote {path} ({len(results)} exercises run in {total:.0f} s, "
+          f"{len(shown) - len(results)} kept from earlier records)")
     return 1 if any(r.status == "error" for r in results.values()) else 0
 
 

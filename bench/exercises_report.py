@@ -83,6 +83,19 @@ def write_record(out: Path, ex, result, settings, backends) -> Path:
         overwrite=True)
 
 
+def earlier_results(out: Path, exercises, settings) -> dict:
+    """Results recorded in `out` by earlier runs with the same sizes (`exNN.json`), so that a
+    run of a few exercises (`--only`) keeps the others on the page."""
+    from bench.exercises import Result
+    found = {}
+    for path in sorted(Path(out).glob("ex[0-9][0-9].json")):
+        rec = records.read_json(path)
+        if rec.get("number") in exercises and rec.get("settings", {}).get("name") == settings.name:
+            found[rec["number"]] = Result(rec["rows"], rec["answer"], rec["plots"],
+                                          rec["records"], rec["status"], rec["seconds"])
+    return found
+
+
 def section(ex, result, settings, backends) -> str:
     parts = [f"## {ex.number}. {ex.section}", "", f"**Question.** {ex.question}", "",
              f"**Reproduce:** `{command(ex.number, settings.name == 'quick', backends)}` "
@@ -99,9 +112,10 @@ def write_markdown(out: Path, exercises, results, settings, backends, seconds: f
              "settings" if settings.name == "quick" else "full run with the books' settings")
     head = [f"# d2l's RNN exercises, answered by measurement ({settings.name})", "",
             f"{label}. Frameworks: {', '.join(backends)}; implementation "
-            f"`{settings.impl}` unless a table says otherwise; {len(results)} exercises in "
-            f"{seconds:.0f} s. Sizes: {dataclasses.asdict(settings)}. Every number below is read "
-            f"from this run's records (`exNN.json`).", ""]
+            f"`{settings.impl}` unless a table says otherwise; {len(results)} exercises, "
+            f"{seconds:.0f} s of experiments in all. Sizes: {dataclasses.asdict(settings)}. Every number below is read "
+            f"from this run's records (`exNN.json`). All of it: "
+            f"`rnnbench exercises{' --quick' if settings.name == 'quick' else ''}`.", ""]
     body = [section(exercises[n], r, settings, backends) for n, r in results.items()]
     path = Path(out) / "exercises.md"
     path.write_text("\n".join(head + body), encoding="utf-8")

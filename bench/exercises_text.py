@@ -327,10 +327,10 @@ def builtin_difference(ctx) -> Result:
     init = repo_link(ctx.out, "docs/results/lm-quality-d2l-0.17/quality.md")
     return Result([], f"Already measured, no new experiment: `rnnbench explain` ({why}) turns "
                       f"the scratch model into the built-in one change at a time and times each "
-                      f"step; `rnnbench lm-quality --preset d2l-0.17` ({init}) shows the "
-                      f"difference beyond speed, the initialisation: d2l 0.17's Gluon built-in "
-                      f"starts from Normal(0.01), which is what lets it reach d2l's figure, and "
-                      f"the frameworks' own default initialisations train differently.")
+                      f"step; beyond speed, `rnnbench lm-quality --preset d2l-0.17` ({init}) "
+                      f"trains the built-ins from d2l 0.17's Normal(0.01) start and, in the "
+                      f"`_framework_init` rows, from each framework's own default "
+                      f"initialisation, which is where built-in and scratch models differ.")
 
 
 # ------------------------------------------------------------------ compression (16)

@@ -239,3 +239,11 @@ def test_relu_vs_tanh_reads_the_largest_lr_without_clipping():
     text = TR.relu_vs_tanh(relu, tanh)
     assert ("lr 10, the ReLU RNN went wrong in 1 of 2 runs, more often than the tanh RNN "
             "(0 of 2)") in text
+
+
+def test_markdown_keeps_earlier_records_of_the_same_sizes(tmp_path):
+    ex = {n: E.Exercise(n, f"sec {n}", "q", None) for n in (1, 2)}
+    R.write_record(tmp_path, ex[1], E.Result([], "old one", seconds=2.0), E.QUICK, ("torch",))
+    R.write_record(tmp_path, ex[2], E.Result([], "full two"), E.FULL, ("torch",))
+    kept = R.earlier_results(tmp_path, ex, E.QUICK)
+    assert list(kept) == [1] and kept[1].answer == "old one" and kept[1].seconds == 2.0
