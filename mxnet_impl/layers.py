@@ -70,9 +70,10 @@ def scratch_forward(spec, params, X, states=None):
 
 
 def check_builtin_activation(spec, dtype, ctx):
-    """MXNet 1.9.1's fused CPU RNN kernel rounds the ReLU cell's pre-activation to float32 even
-    in float64 (measured by the parity harness: one float32 ulp, about 1e-7 relative, from the
-    first step on; tanh is exact), so a float64 ReLU built-in would not be float64."""
+    """MXNet 1.9.1's fused CPU RNN kernel rounds the ReLU cell's output to float32 even in
+    float64 (its ReLU helper returns `static_cast<float>(x)`; the parity harness measured one
+    float32 ulp, about 1e-7 relative, from the first step on; tanh is exact), so a float64
+    ReLU built-in would not be float64."""
     if (spec.cell == "rnn" and spec.activation == "relu" and np.dtype(dtype) == np.float64
             and ctx.device_type == "cpu"):
         raise NotSupported("mxnet.gluon.rnn.RNN(activation='relu') computes in float32 "
