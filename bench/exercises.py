@@ -38,12 +38,13 @@ class Settings:
     sample_len: int          # characters generated per alpha (exercise 8)
     trials: int              # search budget per framework (exercise 4)
     other_tokens: int        # characters of other books scored (exercises 6, 7)
+    sine_steps: int          # Adam steps of the noisy-sine RNN (exercise 13)
     impl: str = "scratch"    # d2l §9.5's model; at these sizes also the fastest everywhere
 
 
-QUICK = Settings("quick", 12_000, 0.1, 32, 16, 32, 6, 1.0, (0, 1), 64, 8, 120, 2, 3_000)
+QUICK = Settings("quick", 12_000, 0.1, 32, 16, 32, 6, 1.0, (0, 1), 64, 8, 120, 2, 3_000, 150)
 FULL = Settings("full", -1, 0.1, 32, 32, 512, 100, 1.0, (0, 1, 2, 3, 4), 256, 64, 500, 30,
-                50_000)
+                50_000, 1500)
 
 
 @dataclass

@@ -126,8 +126,8 @@ def nll_per_token(be, model, ids: np.ndarray, window: int, carry: bool, rows: in
                   skip: Optional[int] = None) -> Tuple[float, int]:
     """(mean negative log-likelihood in nats, tokens scored) of `ids`, read in `rows` streams
     window by window, the state carried from window to window or reset to zero at each.
-    Targets equal to `skip` (say `<unk>`) are not scored."""
-    streams = as_rows(ids, rows, window)
+    Targets equal to `skip` (say `<unk>`) are not scored. A short text gets fewer streams."""
+    streams = as_rows(ids, max(1, min(rows, (len(ids) - 1) // window)), window)
     total, count, state = 0.0, 0, None
     for start in range(0, streams.shape[1] - 1, window):
         X, Y = streams[:, start:start + window], streams[:, start + 1:start + window + 1]

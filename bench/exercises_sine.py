@@ -168,7 +168,7 @@ def k_step_mse(rollout, x, ks=KS) -> Dict[int, float]:
           "state, predicting one step and k steps ahead.")
 def autoregression(ctx) -> Result:
     x = noisy_sine()
-    steps = 150 if ctx.settings.name == "quick" else 1500
+    steps = ctx.settings.sine_steps
     mlp = train_mlp(x)
     mlp_mse = k_step_mse(lambda o, k: mlp_rollout(mlp, x, o, k), x)
     rows = [{"framework": "numpy", "model": "MLP tau=4", **{f"mse@{k}": mlp_mse[k] for k in KS}}]
