@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed_cli.add_speed(sub, _positive_int)
     speed_cli.add_report(sub)
     from bench.explain_cli import add_explain; add_explain(sub)  # noqa: E702
+    from bench.exercises import add_exercises; add_exercises(sub)  # noqa: E702
     return parser
 
 

@@ -11,7 +11,8 @@ from common.config import TrainConfig
 from common.errors import DataError
 from common.vocab import Vocab
 
-DEFAULT_TOKEN = {"time_machine": "char", "war_of_the_worlds": "char", "human_numbers": "word"}
+DEFAULT_TOKEN = {"time_machine": "char", "war_of_the_worlds": "char", "human_numbers": "word",
+                 "tiny_shakespeare": "char"}
 LM_CORPORA = tuple(DEFAULT_TOKEN)
 
 
@@ -47,6 +48,8 @@ def load_corpus(name: str, path=None, token: Optional[str] = None, max_tokens: i
         ids = ids[:max_tokens] if max_tokens > 0 else ids
     elif name == "time_machine":
         ids, vocab = corpora.load_time_machine(path, token, max_tokens)
+    elif name == "tiny_shakespeare":
+        ids, vocab = corpora.load_tiny_shakespeare(path, token, max_tokens)
     else:
         ids, vocab = corpora.load_war_of_the_worlds(path, token, max_tokens)
     source = str(path) if path else ("generated" if name == "human_numbers" else "downloaded")

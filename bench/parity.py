@@ -24,6 +24,7 @@ from common.registry import backend_names, get_backend
 
 CELL_VARIANTS = (("rnn", "reset_after"), ("lstm", "reset_after"),
                  ("gru", "reset_after"), ("gru", "reset_before"))
+RELU = ("rnn", "reset_after", "relu")  # the RNN with a ReLU in place of tanh
 IMPLS = ("scratch", "builtin")
 NOTE_SEP = " || "   # joins the reasons of both sides in a record's note
 SIZES = {"T": 6, "B": 3, "I": 5, "H": 7}   # distinct sizes so a transposed weight cannot fit
@@ -36,13 +37,16 @@ class Case:
     layers: int
     bidirectional: bool
     dtype: str
+    activation: str = "tanh"
 
     def spec(self, variant: Optional[str] = None) -> LayerSpec:
         return LayerSpec(self.cell, SIZES["I"], SIZES["H"], self.layers, self.bidirectional,
-                         variant or self.variant)
+                         variant or self.variant, self.activation)
 
     @property
     def cell_label(self) -> str:
+        if self.activation != "tanh":
+            return f"{self.cell}[{self.activation}]"
         return f"gru[{self.variant}]" if self.cell == "gru" else self.cell
 
     @property
@@ -51,9 +55,11 @@ class Case:
 
 
 def default_cases(quick: bool = False, dtypes=("float64", "float32")) -> List[Case]:
-    """Every combination; `quick` keeps (1 layer, uni) and (2 layers, bi) only."""
+    """Every combination, the ReLU RNN included; `quick` keeps (1 layer, uni) and (2 layers, bi)."""
     shapes = [(1, False), (2, True)] if quick else list(itertools.product((1, 2), (False, True)))
-    return [Case(c, v, n, bi, dt) for dt in dtypes for (c, v) in CELL_VARIANTS for n, bi in shapes]
+    kinds = [(c, v, "tanh") for c, v in CELL_VARIANTS] + [RELU]
+    return [Case(c, v, n, bi, dt, act) for dt in dtypes for (c, v, act) in kinds
+            for n, bi in shapes]
 
 
 @dataclass
@@ -83,6 +89,7 @@ class PairRecord:
     max_abs: Optional[float] = None
     max_rel: Optional[float] = None
     note: str = ""
+    activation: str = "tanh"
     # "pair": two implementations of the same function (the matrices); "distance": d2l's
     # reset_before GRU against a built-in's reset_after on the same weights (reported apart)
     comparison: str = "pair"
@@ -173,7 +180,7 @@ def compare(case: Case, a: ImplResult, b: ImplResult, device: str,
             different_function: bool = False, judged: bool = True) -> PairRecord:
     """A PairRecord for two results of the same case."""
     rec = PairRecord(case.cell, case.variant, case.layers, case.bidirectional, case.dtype,
-                     device, a.label, b.label, "PASS",
+                     device, a.label, b.label, "PASS", activation=case.activation,
                      comparison="distance" if different_function else "pair")
     bad = [r for r in (a, b) if r.status != "ok"]
     if bad:

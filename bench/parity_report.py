@@ -21,6 +21,8 @@ def is_distance(r) -> bool:
 
 
 def _cell_label(r) -> str:
+    if r.get("activation", "tanh") != "tanh":
+        return f"{r['cell']}[{r['activation']}]"
     return f"gru[{r['variant']}]" if r["cell"] == "gru" else r["cell"]
 
 

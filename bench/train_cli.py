@@ -5,7 +5,7 @@ from pathlib import Path
 
 from bench.argtypes import positive_float as _positive_float, positive_int as _count
 
-from common.config import CELLS, DTYPES, GRU_VARIANTS, IMPLS, OPTIMIZERS, PARTITIONS
+from common.config import ACTIVATIONS, CELLS, DTYPES, GRU_VARIANTS, IMPLS, OPTIMIZERS, PARTITIONS
 
 BIDIRECTIONAL_REFUSAL = ("a left-to-right language model cannot be bidirectional: the backward "
                          "direction would read the very tokens it must predict. Bidirectional "
@@ -21,6 +21,8 @@ def add_train(sub, positive_int):
     a("--impl", choices=IMPLS, default="scratch")
     a("--cell", choices=CELLS, default="rnn")
     a("--gru-variant", choices=GRU_VARIANTS, default="reset_after")
+    a("--activation", choices=ACTIVATIONS, default="tanh",
+      help="the rnn cell's nonlinearity (lstm and gru keep tanh)")
     a("--layers", type=positive_int, default=1)
     a("--bidirectional", action="store_true", help="refused for a language model (says why)")
     a("--hidden", type=positive_int, default=256)
@@ -107,7 +109,7 @@ def _new_run(args):
     tcfg = train_config(args)
     data = load_corpus(args.corpus, args.path, args.token, args.max_tokens or -1)
     cfg = LMConfig(args.cell, args.impl, len(data.vocab), args.hidden, args.layers,
-                   args.gru_variant, args.embed)
+                   args.gru_variant, args.embed, args.activation)
     check_fits(data, tcfg)
     check_memory(cfg, tcfg)
     out = Path(args.out) if args.out else records.new_run_dir(prefix="train")

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 CELLS = ("rnn", "lstm", "gru")
 GRU_VARIANTS = ("reset_after", "reset_before")
+ACTIVATIONS = ("tanh", "relu")  # the RNN cell's nonlinearity (LSTM and GRU are fixed: tanh)
 IMPLS = ("scratch", "builtin")
 DTYPES = ("float32", "float64")
 
@@ -14,6 +15,7 @@ class LayerSpec:
     """A (possibly deep, possibly bidirectional) recurrent layer.
 
     `gru_variant` only matters for `cell == "gru"`; see CONTRACT.md for the two candidates.
+    `activation` only for `cell == "rnn"`: `H' = act(X W_xh + H W_hh + b_h)`, tanh or relu.
     """
 
     cell: str
@@ -22,6 +24,7 @@ class LayerSpec:
     num_layers: int = 1
     bidirectional: bool = False
     gru_variant: str = "reset_after"
+    activation: str = "tanh"
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -29,6 +32,7 @@ class LayerSpec:
         if self.gru_variant not in GRU_VARIANTS:
             raise ValueError(
                 f"unknown GRU variant {self.gru_variant!r}: choose one of {', '.join(GRU_VARIANTS)}")
+        check_activation(self.cell, self.activation)
         for name in ("input_size", "hidden_size", "num_layers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -41,6 +45,7 @@ class LayerSpec:
     def label(self) -> str:
         """Short readable id, e.g. `gru[reset_before]-L2-bi`."""
         cell = f"gru[{self.gru_variant}]" if self.cell == "gru" else self.cell
+        cell = f"rnn[{self.activation}]" if self.activation != "tanh" else cell
         return f"{cell}-L{self.num_layers}-{'bi' if self.bidirectional else 'uni'}"
 
 
@@ -49,6 +54,15 @@ def check_choice(name: str, value: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
     return value
+
+
+def check_activation(cell: str, activation: str) -> str:
+    """`activation` if `cell` can have it: any of ACTIVATIONS for the RNN, tanh for LSTM/GRU."""
+    check_choice("activation", activation, ACTIVATIONS)
+    if cell != "rnn" and activation != "tanh":
+        raise ValueError(f"activation {activation!r} is for the rnn cell only; "
+                         f"{cell} keeps its tanh (drop --activation or use --cell rnn)")
+    return activation
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,7 @@ class LMConfig:
     num_layers: int = 1
     gru_variant: str = "reset_after"
     embed_size: int = None
+    activation: str = "tanh"
 
     def __post_init__(self):
         check_choice("impl", self.impl, IMPLS)
@@ -82,7 +97,7 @@ class LMConfig:
     @property
     def layer_spec(self) -> LayerSpec:
         return LayerSpec(self.cell, self.input_size, self.hidden_size, self.num_layers, False,
-                         self.gru_variant)
+                         self.gru_variant, self.activation)
 
 
 OPTIMIZERS = ("sgd", "adam")

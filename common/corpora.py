@@ -1,5 +1,6 @@
-"""The corpora: The Time Machine and The War of the Worlds (d2l's preprocessing), English-French
-pairs (d2l 1.0's MTFraEng), and fastai's Human Numbers (generated), plus summary statistics.
+"""The corpora: The Time Machine, The War of the Worlds and Tiny Shakespeare (d2l's
+preprocessing), English-French pairs (d2l 1.0's MTFraEng), and fastai's Human Numbers
+(generated), plus summary statistics.
 """
 from __future__ import annotations
 
@@ -91,6 +92,31 @@ def read_war_of_the_worlds(path) -> str:
 def load_war_of_the_worlds(path, token: str = "char", max_tokens: int = -1):
     """(corpus (N,) int64 ids, Vocab) of The War of the Worlds, preprocessed like The Time Machine."""
     return load_text_corpus(read_war_of_the_worlds(path), token, max_tokens)
+
+
+# ---------------------------------------------------------------- Tiny Shakespeare (char-rnn)
+
+# karpathy/char-rnn's data/tinyshakespeare/input.txt: 40,000 lines of the plays, ASCII.
+TINY_SHAKESPEARE = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                    "tinyshakespeare/input.txt", "04486597058d11dcc2c556b1d0433891eb639d2e")
+
+
+def tiny_shakespeare_path(path=None) -> Path:
+    """The given path, or the cached download of char-rnn's Tiny Shakespeare (SHA-1 checked)."""
+    if path is not None:
+        return _existing_file(path)
+    url, sha1 = TINY_SHAKESPEARE
+    return download("tinyshakespeare", url=url, sha1=sha1)
+
+
+def read_tiny_shakespeare(path=None) -> str:
+    """The raw text of Tiny Shakespeare, from `path` or from char-rnn's address."""
+    return tiny_shakespeare_path(path).read_text(encoding="utf-8")
+
+
+def load_tiny_shakespeare(path=None, token: str = "char", max_tokens: int = -1):
+    """(corpus (N,) int64 ids, Vocab) of Tiny Shakespeare, preprocessed like The Time Machine."""
+    return load_text_corpus(read_tiny_shakespeare(path), token, max_tokens)
 
 
 # ---------------------------------------------------------------- English-French (d2l 1.0)
@@ -297,7 +323,7 @@ def load_human_numbers(directory=None) -> List[str]:
 
 # ---------------------------------------------------------------- statistics
 
-CORPORA = ("time_machine", "fra_eng", "human_numbers", "war_of_the_worlds")
+CORPORA = ("time_machine", "fra_eng", "human_numbers", "war_of_the_worlds", "tiny_shakespeare")
 MIN_TOKENS = 2  # a language model needs at least one input and one target
 
 
@@ -310,9 +336,9 @@ def _existing_file(path) -> Path:
 
 def _text_tokens(name, path, token):
     token = check_choice("token", token or "char", TOKEN_KINDS)
-    if name == "time_machine":
+    if name in ("time_machine", "tiny_shakespeare"):
         source = "path" if path is not None else "downloaded"
-        path = time_machine_path(path)
+        path = (time_machine_path if name == "time_machine" else tiny_shakespeare_path)(path)
         text = path.read_text(encoding="utf-8")
     else:
         if path is None:

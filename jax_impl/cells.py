@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 from jax.nn import sigmoid
 
-from common.config import CELLS, GRU_VARIANTS, check_choice
+from common.config import CELLS, GRU_VARIANTS, check_activation, check_choice
 
 from .recurrence import Split
 
+ACTIVATION_FNS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
-def rnn_step(p, X, H):
-    """d2l's RNN step: `H' = tanh(X W_xh + H W_hh + b_h)`; X: (B, I), H: (B, H)."""
-    return jnp.tanh(X @ p["W_xh"] + H @ p["W_hh"] + p["b_h"])
+
+def rnn_step(p, X, H, activation="tanh"):
+    """d2l's RNN step: `H' = tanh(X W_xh + H W_hh + b_h)` (or relu); X: (B, I), H: (B, H)."""
+    return ACTIVATION_FNS[activation](X @ p["W_xh"] + H @ p["W_hh"] + p["b_h"])
 
 
 def lstm_step(p, X, state):
@@ -48,13 +51,18 @@ def gru_step(p, X, H, variant="reset_after"):
     return Z * H + (1 - Z) * H_tilde
 
 
-def step_fn(cell, variant="reset_after"):
-    """The step `(p, X, state) -> state` of `cell` (`variant` picks the GRU candidate)."""
+def step_fn(cell, variant="reset_after", activation="tanh"):
+    """The step `(p, X, state) -> state` of `cell` (`variant` picks the GRU candidate,
+    `activation` the RNN's nonlinearity)."""
     check_choice("cell", cell, CELLS)
+    check_activation(cell, activation)
     if cell == "gru":
         check_choice("GRU variant", variant, GRU_VARIANTS)
         return functools.partial(gru_step, variant=variant)
-    return rnn_step if cell == "rnn" else lstm_step
+    if cell == "rnn":
+        return (rnn_step if activation == "tanh"
+                else functools.partial(rnn_step, activation=activation))
+    return lstm_step
 
 
 # The split form of the cells (recurrence.py's fast path): a step is
@@ -66,6 +74,11 @@ SPLIT_GATES = {"rnn": ("h",), "lstm": ("i", "f", "o", "c"), "gru": ("z", "r", "h
 def rnn_pointwise(q, xp, hh, H):
     """`H' = tanh(xp + hh)`, xp and hh: (B, H)."""
     return jnp.tanh(xp + hh)
+
+
+def rnn_relu_pointwise(q, xp, hh, H):
+    """`H' = relu(xp + hh)`, xp and hh: (B, H)."""
+    return jax.nn.relu(xp + hh)
 
 
 def lstm_pointwise(q, xp, hh, state):
@@ -90,12 +103,14 @@ def gru_pointwise(q, xp, hh, H):
 
 SPLITS = {"rnn": Split(rnn_pointwise, True), "lstm": Split(lstm_pointwise, True),
           "gru": Split(gru_pointwise, False)}
+RELU_SPLIT = Split(rnn_relu_pointwise, True)
 
 
-def split_of(cell, variant="reset_after"):
+def split_of(cell, variant="reset_after", activation="tanh"):
     """The split form of `cell`, or None where there is none: the reset_before GRU multiplies
     `(R * H) @ W_hh`, so its recurrent product is not `H @ W_h`."""
     check_choice("cell", cell, CELLS)
+    check_activation(cell, activation)
     if cell == "gru" and check_choice("GRU variant", variant, GRU_VARIANTS) == "reset_before":
         return None
-    return SPLITS[cell]
+    return RELU_SPLIT if activation == "relu" else SPLITS[cell]

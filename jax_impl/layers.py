@@ -79,9 +79,10 @@ def scratch_forward(spec: LayerSpec, params, X, states=None):
 
     `params`: canonical names (with prefixes) -> arrays.
     """
-    split = split_of(spec.cell, spec.gru_variant)
+    split = split_of(spec.cell, spec.gru_variant, spec.activation)
     if split is None:
-        run = functools.partial(run_direction, step_fn(spec.cell, spec.gru_variant))
+        run = functools.partial(run_direction, step_fn(spec.cell, spec.gru_variant,
+                                                       spec.activation))
     else:
         run = functools.partial(run_direction_split, spec.cell, split)
     states = zero_states(spec, X) if states is None else states
@@ -130,8 +131,11 @@ class BuiltinStack(nn.Module):
     # automatic name (`SimpleCell_0`, `RNN_0`); unbound, it takes the attribute name its owner
     # gives it (`cell`, `forward_rnn`, `backward_rnn`): the tree convert.py names.
     def _cell(self):
+        extra = {}
+        if self.spec.cell == "rnn":  # SimpleCell's default is tanh
+            extra["activation_fn"] = {"tanh": jnp.tanh, "relu": nn.relu}[self.spec.activation]
         return BUILTINS[self.spec.cell](features=self.spec.hidden_size, dtype=self.dtype,
-                                        param_dtype=self.dtype, parent=None)
+                                        param_dtype=self.dtype, parent=None, **extra)
 
     def _layer(self, k: int):
         name = f"layer_{k}"

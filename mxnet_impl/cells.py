@@ -4,6 +4,8 @@
 stored `(in, out)` so the math reads `X @ W` as in d2l. `X: (B, I)` is one time step; states
 are `(B, H)`, or for LSTM the pair `(H, C)`. Every step returns the new state.
 """
+from common.config import check_activation
+
 from ._mx import mx
 
 nd = mx.nd
@@ -17,9 +19,12 @@ def matmul(X, W):
     return nd.dot(X, W)
 
 
-def rnn_step(p, X, H):
-    """Elman RNN: `H' = tanh(X W_xh + H W_hh + b_h)`."""
-    return nd.tanh(matmul(X, p["W_xh"]) + matmul(H, p["W_hh"]) + p["b_h"])
+ACTIVATION_FNS = {"tanh": nd.tanh, "relu": nd.relu}
+
+
+def rnn_step(p, X, H, activation="tanh"):
+    """Elman RNN: `H' = tanh(X W_xh + H W_hh + b_h)` (or relu)."""
+    return ACTIVATION_FNS[activation](matmul(X, p["W_xh"]) + matmul(H, p["W_hh"]) + p["b_h"])
 
 
 def lstm_step(p, X, state):
@@ -49,10 +54,12 @@ def gru_step(p, X, H, variant="reset_after"):
     return Z * H + (1 - Z) * H_tilde
 
 
-def step_fn(cell, variant="reset_after"):
-    """The step function `step(p, X, state) -> state` of `cell` (GRU with `variant`)."""
+def step_fn(cell, variant="reset_after", activation="tanh"):
+    """The step function `step(p, X, state) -> state` of `cell` (GRU with `variant`, RNN
+    with `activation`)."""
+    check_activation(cell, activation)
     if cell == "rnn":
-        return rnn_step
+        return rnn_step if activation == "tanh" else lambda p, X, H: rnn_step(p, X, H, activation)
     if cell == "lstm":
         return lstm_step
     if cell == "gru":

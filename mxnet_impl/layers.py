@@ -5,6 +5,9 @@ around Gluon's fused built-in layers. Pure functions: state goes in and comes ou
 (layer, direction) in the order l0, l0_rev, l1, ..., each `(B, H)` or for LSTM a pair `(H, C)`.
 Everything here is differentiable under `mx.autograd.record()`.
 """
+import numpy as np
+
+from common.errors import NotSupported
 from common.params import prefixes, sub_params
 
 from ._mx import mx
@@ -49,7 +52,7 @@ def run_direction(step, p, X, state, reverse=False):
 
 def scratch_forward(spec, params, X, states=None):
     """The scratch layer stack. `params`: canonical name -> nd; `X: (T, B, I)` -> `(Y, finals)`."""
-    step = step_fn(spec.cell, spec.gru_variant)
+    step = step_fn(spec.cell, spec.gru_variant, spec.activation)
     if states is None:
         states = zero_states(spec, X.shape[1], X.dtype, X.context)
     names, D = prefixes(spec), spec.num_directions
@@ -66,9 +69,22 @@ def scratch_forward(spec, params, X, states=None):
     return inputs, finals
 
 
+def check_builtin_activation(spec, dtype, ctx):
+    """MXNet 1.9.1's fused CPU RNN kernel rounds the ReLU cell's output to float32 even in
+    float64 (its ReLU helper returns `static_cast<float>(x)`; the parity harness measured one
+    float32 ulp, about 1e-7 relative, from the first step on; tanh is exact), so a float64
+    ReLU built-in would not be float64."""
+    if (spec.cell == "rnn" and spec.activation == "relu" and np.dtype(dtype) == np.float64
+            and ctx.device_type == "cpu"):
+        raise NotSupported("mxnet.gluon.rnn.RNN(activation='relu') computes in float32 "
+                           "precision even in float64 (MXNet 1.9.1's CPU kernel); use "
+                           "dtype float32 or impl='scratch'")
+
+
 def make_builtin(spec, native, dtype, ctx, hybridize=True):
     """Gluon's fused layer (layout 'TNC') holding `native` params (see convert.py)."""
-    extra = {"activation": "tanh"} if spec.cell == "rnn" else {}
+    check_builtin_activation(spec, dtype, ctx)
+    extra = {"activation": spec.activation} if spec.cell == "rnn" else {}
     net = getattr(mx.gluon.rnn, GLUON_LAYERS[spec.cell])(
         spec.hidden_size, num_layers=spec.num_layers, bidirectional=spec.bidirectional,
         input_size=spec.input_size, layout="TNC", dtype=dtype, **extra)

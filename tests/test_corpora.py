@@ -375,7 +375,7 @@ def test_real_war_of_the_worlds_header_stripped():
 # ---------------------------------------------------------------- statistics
 
 def test_corpus_stats_unknown_name_lists_valid():
-    with pytest.raises(ValueError, match="time_machine, fra_eng, human_numbers, war_of_the_worlds"):
+    with pytest.raises(ValueError, match="time_machine, fra_eng, human_numbers, war_of_the_worlds, tiny_shakespeare"):
         C.corpus_stats("penn_treebank")
 
 

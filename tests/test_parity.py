@@ -70,7 +70,7 @@ def test_errors_and_missing_frameworks_are_not_passes():
 
 def test_quick_cases_are_a_subset():
     quick, full = parity.default_cases(quick=True), parity.default_cases()
-    assert set(quick) < set(full) and len(full) == 32 and len(quick) == 16
+    assert set(quick) < set(full) and len(full) == 40 and len(quick) == 20
 
 
 def test_verb_writes_json_markdown_and_exit_status(tmp_path, capsys, monkeypatch):

@@ -10,12 +10,14 @@ import functools
 
 import torch
 
-from common.config import CELLS, GRU_VARIANTS, check_choice
+from common.config import CELLS, GRU_VARIANTS, check_activation, check_choice
+
+ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
-def rnn_step(p, X, H):
-    """d2l's RNN step: `H' = tanh(X W_xh + H W_hh + b_h)`; X: (B, I), H: (B, H)."""
-    return torch.tanh(X @ p["W_xh"] + H @ p["W_hh"] + p["b_h"])
+def rnn_step(p, X, H, activation="tanh"):
+    """d2l's RNN step: `H' = tanh(X W_xh + H W_hh + b_h)` (or relu); X: (B, I), H: (B, H)."""
+    return ACTIVATION_FNS[activation](X @ p["W_xh"] + H @ p["W_hh"] + p["b_h"])
 
 
 def lstm_step(p, X, state):
@@ -45,10 +47,15 @@ def gru_step(p, X, H, variant="reset_after"):
     return Z * H + (1 - Z) * H_tilde
 
 
-def step_fn(cell, variant="reset_after"):
-    """The step `(p, X, state) -> state` of `cell` (`variant` picks the GRU candidate)."""
+def step_fn(cell, variant="reset_after", activation="tanh"):
+    """The step `(p, X, state) -> state` of `cell` (`variant` picks the GRU candidate,
+    `activation` the RNN's nonlinearity)."""
     check_choice("cell", cell, CELLS)
+    check_activation(cell, activation)
     if cell == "gru":
         check_choice("GRU variant", variant, GRU_VARIANTS)
         return functools.partial(gru_step, variant=variant)
-    return rnn_step if cell == "rnn" else lstm_step
+    if cell == "rnn":
+        return (rnn_step if activation == "tanh"
+                else functools.partial(rnn_step, activation=activation))
+    return lstm_step

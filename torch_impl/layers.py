@@ -47,7 +47,7 @@ def scratch_forward(spec: LayerSpec, params, X, states=None):
 
     `params`: canonical names (with prefixes) -> tensors.
     """
-    step = step_fn(spec.cell, spec.gru_variant)
+    step = step_fn(spec.cell, spec.gru_variant, spec.activation)
     states = zero_states(spec, X) if states is None else states
     pre, D = prefixes(spec), spec.num_directions
     finals, inputs = [], X
@@ -88,8 +88,10 @@ def make_builtin(spec: LayerSpec, params: Params, dtype=torch.float32, device="c
         raise NotSupported(
             f"{builtin_name('gru')} computes only the reset_after candidate "
             f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs impl='scratch'")
+    extra = {"nonlinearity": spec.activation} if spec.cell == "rnn" else {}
     module = BUILTINS[spec.cell](spec.input_size, spec.hidden_size, num_layers=spec.num_layers,
-                                 bidirectional=spec.bidirectional, dtype=dtype, device=device)
+                                 bidirectional=spec.bidirectional, dtype=dtype, device=device,
+                                 **extra)
     native = {k: torch.as_tensor(v, dtype=dtype) for k, v in to_native(spec, params).items()}
     module.load_state_dict(native, strict=True)
     # Left in training mode: cuDNN's RNN backward refuses eval mode; without dropout the
