@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 CELLS = ("rnn", "lstm", "gru")
 GRU_VARIANTS = ("reset_after", "reset_before")
-IMPLS = ("scratch", "builtin")
+IMPLS = ("scratch", "fast", "builtin")  # d2l's loop, the fast scratch, the framework's own
 DTYPES = ("float32", "float64")
 
 
