@@ -12,7 +12,7 @@ from typing import Dict, List
 import numpy as np
 
 from bench.lm_data import LMData, epoch_batches, load_corpus
-from common.config import LMConfig, TrainConfig
+from common.config import IMPLS, LMConfig, TrainConfig
 from common.errors import NotSupported
 from common.params import init_lm_params
 from common.registry import get_backend
@@ -45,7 +45,7 @@ def drift_table(backends, cells=("rnn", "lstm", "gru"), dtypes=("float64", "floa
     rows = []
     for dtype, cell in itertools.product(dtypes, cells):
         ref = losses("torch", "scratch", cell, data, steps, dtype)
-        for backend, impl in itertools.product(backends, ("scratch", "builtin")):
+        for backend, impl in itertools.product(backends, IMPLS):
             try:
                 got = losses(backend, impl, cell, data, steps, dtype)
             except NotSupported as exc:
