@@ -20,6 +20,7 @@ hoisted and fused, hybridized, under autograd.
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 
 import numpy as np
@@ -227,6 +228,10 @@ class ResetBeforeLoop(mx.gluon.HybridBlock):
 LOOPS = {"rnn": (RNNForwardLoop, RNNBackwardLoop), "lstm": (ForwardLoop, BackwardLoop),
          "gru": (GRUForwardLoop, GRUBackwardLoop)}
 HYBRIDIZE = {"static_alloc": True, "static_shape": True}
+# MXNet runs custom backwards on its own threads, several at once (a bidirectional stack); the
+# first call of a cached loop builds its graph inside the block's name scope, which two threads
+# entering at once corrupt. Calls are asynchronous pushes, so holding the lock costs little.
+BACKWARD_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=None)
@@ -268,7 +273,7 @@ class HandRecurrence(mx.autograd.Function):
     def backward(self, dY, *dfinals):
         saved = self.saved_tensors
         backward_loop = loops_for(self.cell, dY, saved[1 if self.cell != "gru" else 2])[1]
-        with warnings.catch_warnings():
+        with BACKWARD_LOCK, warnings.catch_warnings():
             # with one step, the loop has no use for Y (the previous states are H0 alone)
             warnings.filterwarnings("ignore", ".*input to HybridBlock is not used", UserWarning)
             return self._backward(backward_loop, dY, dfinals, saved)
