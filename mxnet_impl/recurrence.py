@@ -19,7 +19,6 @@ hoisted and fused, hybridized, under autograd.
 """
 from __future__ import annotations
 
-import functools
 import threading
 import warnings
 
@@ -234,17 +233,27 @@ HYBRIDIZE = {"static_alloc": True, "static_shape": True}
 BACKWARD_LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=None)
+# (cell, hidden, steps, batch, dtype) -> that shape's hybridized loops (static shapes: one
+# cached graph each); "reset_before" holds one loop, the others (forward, backward).
+LOOP_CACHE = {}
+
+
 def cached_loops(cell: str, hidden: int, steps: int, batch: int, dtype: str):
-    """The hybridized loops of `cell` for one shape (static shapes: one cached graph each)."""
-    if cell == "reset_before":
-        loop = ResetBeforeLoop(hidden, steps)
-        loop.hybridize(**HYBRIDIZE)
-        return loop
-    loops = tuple(Loop(hidden, steps) for Loop in LOOPS[cell])
-    for loop in loops:
-        loop.hybridize(**HYBRIDIZE)
-    return loops
+    """The hybridized loops of `cell` for one shape, made on first use."""
+    key = (cell, hidden, steps, batch, dtype)
+    if key not in LOOP_CACHE:
+        made = (ResetBeforeLoop,) if cell == "reset_before" else LOOPS[cell]
+        loops = tuple(Loop(hidden, steps) for Loop in made)
+        for loop in loops:
+            loop.hybridize(**HYBRIDIZE)
+        LOOP_CACHE[key] = loops[0] if cell == "reset_before" else loops
+    return LOOP_CACHE[key]
+
+
+def cached_blocks(cell: str, hidden: int) -> list:
+    """Every loop made so far for `cell` at `hidden` units (for operator counts)."""
+    found = [v for k, v in LOOP_CACHE.items() if k[:2] == (cell, hidden)]
+    return [b for v in found for b in (v if isinstance(v, tuple) else (v,))]
 
 
 def loops_for(cell: str, XP, H0):
