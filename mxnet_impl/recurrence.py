@@ -39,13 +39,17 @@ def cols(F, X, start: int, stop: int):
     return F.slice_axis(X, axis=1, begin=start, end=stop)
 
 
-class ForwardLoop(mx.gluon.HybridBlock):
-    """`(XP (T, B, 4H), W_h (4H, H), H0, C0)` -> `(Y, cells, gates)`, each `(T, B, ...)`:
-    every step's hidden and cell state and activated gates (i, f, o sigmoid, c~ tanh)."""
+class Loop(mx.gluon.HybridBlock):
+    """A parameterless loop unrolled over `steps` time steps of `hidden` units."""
 
     def __init__(self, hidden: int, steps: int, **kwargs):
         super().__init__(**kwargs)
         self.hidden, self.steps = hidden, steps
+
+
+class ForwardLoop(Loop):
+    """`(XP (T, B, 4H), W_h (4H, H), H0, C0)` -> `(Y, cells, gates)`, each `(T, B, ...)`:
+    every step's hidden and cell state and activated gates (i, f, o sigmoid, c~ tanh)."""
 
     def hybrid_forward(self, F, XP, W_h, H, C):
         n, Hs, Cs, acts = self.hidden, [], [], []
@@ -61,13 +65,9 @@ class ForwardLoop(mx.gluon.HybridBlock):
         return F.stack(*Hs, axis=0), F.stack(*Cs, axis=0), F.stack(*acts, axis=0)
 
 
-class BackwardLoop(mx.gluon.HybridBlock):
+class BackwardLoop(Loop):
     """The reverse recurrence and the weight gradient: `(dY, dH_T, dC_T, W_h, H0, C0, Y, cells,
     gates)` -> `(dG (T, B, 4H), dW_h (4H, H), dH0, dC0)`, `dG` the pre-activations' gradient."""
-
-    def __init__(self, hidden: int, steps: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden, self.steps = hidden, steps
 
     def hybrid_forward(self, F, dY, dH, dC, W_h, H0, C0, Y, Cs, acts):
         n, T = self.hidden, self.steps
@@ -118,12 +118,8 @@ def weight_grad(F, dG, H_prev, n: int):
     return F.FullyConnected(rows(dG), rows(H_prev), no_bias=True, num_hidden=n)
 
 
-class RNNForwardLoop(mx.gluon.HybridBlock):
+class RNNForwardLoop(Loop):
     """`(XP (T, B, H), W_h (H, H), H0)` -> `Y (T, B, H)`, `H_t = tanh(XP_t + H_{t-1} W_h)`."""
-
-    def __init__(self, hidden: int, steps: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden, self.steps = hidden, steps
 
     def hybrid_forward(self, F, XP, W_h, H):
         Hs = []
@@ -133,13 +129,9 @@ class RNNForwardLoop(mx.gluon.HybridBlock):
         return F.stack(*Hs, axis=0)
 
 
-class RNNBackwardLoop(mx.gluon.HybridBlock):
+class RNNBackwardLoop(Loop):
     """`(dY, dH_T, W_h, H0, Y)` -> `(dA (T, B, H), dW_h (H, H), dH0)`, `dA` the
     pre-activations' gradient."""
-
-    def __init__(self, hidden: int, steps: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden, self.steps = hidden, steps
 
     def hybrid_forward(self, F, dY, dH, W_h, H0, Y):
         n, T = self.hidden, self.steps
@@ -152,13 +144,9 @@ class RNNBackwardLoop(mx.gluon.HybridBlock):
         return dA, weight_grad(F, dA, previous(F, H0, Y, T), n), dH
 
 
-class GRUForwardLoop(mx.gluon.HybridBlock):
+class GRUForwardLoop(Loop):
     """The reset_after GRU: `(XP (T, B, 3H), W_h (3H, H), b_hn, H0)` -> `(Y (T, B, H), acts
     (T, B, 3H), Q (T, B, H))`: the activated gates (Z, R, candidate N) and `Q = H W_hh + b_hn`."""
-
-    def __init__(self, hidden: int, steps: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden, self.steps = hidden, steps
 
     def hybrid_forward(self, F, XP, W_h, b_hn, H):
         n, Hs, acts, Qs = self.hidden, [], [], []
@@ -174,12 +162,8 @@ class GRUForwardLoop(mx.gluon.HybridBlock):
         return F.stack(*Hs, axis=0), F.stack(*acts, axis=0), F.stack(*Qs, axis=0)
 
 
-class GRUBackwardLoop(mx.gluon.HybridBlock):
+class GRUBackwardLoop(Loop):
     """`(dY, dH_T, W_h, H0, Y, acts, Q)` -> `(dXP (T, B, 3H), dW_h (3H, H), db_hn, dH0)`."""
-
-    def __init__(self, hidden: int, steps: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden, self.steps = hidden, steps
 
     def hybrid_forward(self, F, dY, dH, W_h, H0, Y, acts, Qs):
         n, T = self.hidden, self.steps
@@ -201,13 +185,9 @@ class GRUBackwardLoop(mx.gluon.HybridBlock):
         return F.stack(*dXPs, axis=0), weight_grad(F, dHH, H_prev, n), db_hn, dH
 
 
-class ResetBeforeLoop(mx.gluon.HybridBlock):
+class ResetBeforeLoop(Loop):
     """The reset_before GRU: `(XP (T, B, 3H), W_h (3H, H), b_hn, H0)` -> `Y (T, B, H)`, `H W_h`
     for z and r, then `(R H) W_hh`; differentiated by autograd."""
-
-    def __init__(self, hidden: int, steps: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden, self.steps = hidden, steps
 
     def hybrid_forward(self, F, XP, W_h, b_hn, H):
         n, Hs = self.hidden, []
