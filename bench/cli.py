@@ -63,9 +63,24 @@ def _add_parity(sub):
     p.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES), metavar="DTYPE",
                    help="float64 and/or float32 (default: both)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--tf32", action="store_true", help="GPU: float32 products in TF32 (Ampere "
+                   "and later), to see the error it adds; its pairs are measured, not judged")
     p.add_argument("--out", help="directory for parity.json and parity.md "
                                  "(default: a new rnnbench-results/parity-* directory)")
     p.set_defaults(func=_cmd_parity)
+
+
+def _add_gpu(sub):
+    p = sub.add_parser("gpu", help="the GPU run in one command: environment, parity (TF32 off "
+                                   "and on), the GPU speed grid, explain, report, one tarball")
+    p.add_argument("--device", choices=("gpu", "cpu"), default="gpu",
+                   help="gpu (default), or cpu to run the same steps on the CPU")
+    p.add_argument("--quick", action="store_true", help="toy sizes and budgets (a check that "
+                                                       "the command works, not a measurement)")
+    p.add_argument("--out", default="rnnbench-results", help="results root directory")
+    p.add_argument("--pack", help="where the tarball and a copy of report.md go (default: the "
+                                  "results root)")
+    p.set_defaults(func=_cmd_gpu)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "PyTorch, MXNet Gluon and JAX. With no verb: `rnnbench run --quick`.")
     parser.add_argument("--version", action="version", version=f"rnnbench {VERSION}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
-    for add in (_add_info, _add_data, _add_parity, _add_run):
+    for add in (_add_info, _add_data, _add_parity, _add_run, _add_gpu):
         add(sub)
     from bench import train_cli
     train_cli.add_train(sub, _positive_int)
@@ -103,6 +118,9 @@ def _cmd_parity(args):
     from pathlib import Path
 
     from bench import parity_report, records
+    from common.precision import allow_tf32
+    if args.tf32:
+        allow_tf32()   # before any framework is imported
     out = Path(args.out) if args.out else records.new_run_dir(prefix="parity")
     return parity_report.main(args.quick, args.backends, args.dtypes, args.device, out)
 
@@ -110,6 +128,11 @@ def _cmd_parity(args):
 def _cmd_run(args):
     from bench import mainjob
     return mainjob.main(out_root=args.out, quick=True)
+
+
+def _cmd_gpu(args):
+    from bench import gpujob
+    return gpujob.main(args.device, out_root=args.out, quick=args.quick, pack_into=args.pack)
 
 
 def main(argv=None) -> int:

@@ -169,7 +169,7 @@ def planned(framework: str, cfg: ExplainConfig) -> int:
 
 def main(cfg: ExplainConfig, out: Path, quiet: bool = False) -> int:
     """Run the ladder; write explain.json, explain.png and why-gluon-is-faster.md in `out`."""
-    from tqdm import tqdm
+    from bench.progress import tqdm
 
     from bench import explain_report
     frameworks = [f for f in cfg.frameworks if is_available(f)]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bench import records
+from bench.plots import optional_chart
 from common.flops import step_flops
 from common.rungs import PRODUCTS, RUNG_INFO, RUNG_ORDER
 
@@ -258,6 +259,14 @@ def _setting(config: dict, recs: List[dict]) -> str:
             "small case.")
 
 
+def not_run(config: dict, recs: List[dict]) -> List[str]:
+    """A line for each framework asked for that left no record (not installed here)."""
+    from common.registry import install_hint
+    ran = {r["framework"] for r in recs}
+    return [f"**{NAMES.get(fw, fw)}: not installed here** (`{install_hint(fw)}`), so its "
+            "ladder is missing below." for fw in config.get("frameworks", ()) if fw not in ran]
+
+
 def markdown(config: dict, recs: List[dict], floors: List[dict] = ()) -> str:
     """The whole `why-gluon-is-faster.md`: Gluon's answer first, then the other frameworks."""
     table = ladder(recs)
@@ -266,6 +275,7 @@ def markdown(config: dict, recs: List[dict], floors: List[dict] = ()) -> str:
              "answers it by measurement (`rnnbench explain`): d2l's scratch LSTM is changed one "
              "thing at a time until it is the framework's built-in, and every rung is timed.", "",
              _setting(config, recs), ""]
+    parts += [f"{line}\n" for line in not_run(config, recs)]
     order = sorted(table, key=lambda k: (k[0] != "mxnet", k[1], k[2], k[0]))
     for fw, device, hidden in order:
         title = "The answer: MXNet Gluon" if fw == "mxnet" else NAMES[fw]
@@ -286,6 +296,7 @@ def markdown(config: dict, recs: List[dict], floors: List[dict] = ()) -> str:
     return "\n".join(parts) + "\n"
 
 
+@optional_chart
 def plot(recs: List[dict], path: Path) -> Path:
     """One panel per framework: each rung's speed over its built-in's (so sizes share a linear
     axis), one bar per device and size, labelled with its tokens/s."""

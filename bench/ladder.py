@@ -90,7 +90,7 @@ def run_model(backend: str, spec: L.LadderSpec, ids: L.HumanNumbersIds,
               progress: bool = True, dtype: str = "float32") -> LadderRecord:
     """Train `spec` in `backend` with fastbook's settings (`epochs` overrides its count) in
     `dtype`."""
-    from tqdm import tqdm
+    from bench.progress import tqdm
 
     epochs = epochs or spec.epochs
     data = L.ladder_data(spec, ids.nums)

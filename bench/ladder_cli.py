@@ -26,22 +26,10 @@ def add_ladder(sub):
     p.set_defaults(func=run_ladder)
 
 
-def chosen_backends(asked):
-    """The backends asked for, or every installed one (saying which are left out)."""
-    from common.registry import backend_names, install_hint, is_available
-    if asked:
-        return list(asked)
-    missing = [b for b in backend_names() if not is_available(b)]
-    for name in missing:
-        print(f"ladder: skipping {name}, not installed ({install_hint(name)})")
-    return [b for b in backend_names() if b not in missing]
-
-
 def run_ladder(args) -> int:
     from bench import ladder, records
-    backends = chosen_backends(args.backends)
-    if not backends:
-        raise ValueError("no framework is installed: pip install 'rnnbench[torch]' (or mxnet, jax)")
+    from common.registry import chosen_backends
+    backends = chosen_backends(args.backends, "ladder")
     out = Path(args.out) if args.out else records.new_run_dir(prefix="ladder")
     return ladder.main(backends, args.models, args.epochs, args.seed, args.device, out,
                        quiet=args.quiet, dtype=args.dtype)

@@ -1,9 +1,10 @@
 """Train a language model in any backend: one framework-neutral loop over the adapter's trainer.
 
 Per epoch: batches from `bench.lm_data`, `trainer.step` per batch (state carried and detached
-for sequential partitioning, reset otherwise), train perplexity, validation perplexity for the
-windows partition, an atomic checkpoint of the canonical parameters. A non-finite loss stops the
-run naming the step, keeping the last good checkpoint; Ctrl-C keeps it too.
+for sequential partitioning, reset otherwise), train perplexity (exp of the mean loss per
+token), validation perplexity for the windows partition, an atomic checkpoint of the canonical
+parameters. A non-finite loss stops the run naming the step, keeping the last good checkpoint;
+Ctrl-C keeps it too.
 """
 from __future__ import annotations
 
@@ -101,22 +102,22 @@ class Run:
         self.step = 0
 
     def run_epoch(self, epoch: int) -> EpochRecord:
-        start, losses, tokens, state = time.perf_counter(), [], 0, None
+        start, loss_sum, tokens, state = time.perf_counter(), 0.0, 0, None
         for X, Y in epoch_batches(self.data, self.tcfg, self.rng):
             loss, state = self.trainer.step(X, Y, state if carries_state(self.tcfg) else None)
             self.step += 1
             if not math.isfinite(loss):
                 raise Diverged(f"the loss became {loss} at step {self.step} (epoch {epoch}); "
                                f"lower --lr or keep clipping on (--clip)")
-            losses.append(loss)
             self.log.step_losses.append(loss)
-            tokens += X.size
+            loss_sum, tokens = loss_sum + loss * Y.size, tokens + Y.size
         seconds = time.perf_counter() - start
         val = None
         if self.tcfg.partition == "windows":
             model = self.be.build_lm(self.cfg, self.trainer.params(), self.tcfg.dtype, self.tcfg.device)
             val = evaluate(self.be, model, self.data, self.tcfg)
-        return EpochRecord(epoch, self.step, tokens, seconds, math.exp(float(np.mean(losses))), val)
+        # d2l's exp(sum(loss * tokens) / sum(tokens)): a smaller last batch counts for less
+        return EpochRecord(epoch, self.step, tokens, seconds, math.exp(loss_sum / tokens), val)
 
     def save_checkpoint(self, epoch: int) -> Path:
         meta = checkpoint_meta(self.backend, self.cfg, self.tcfg, self.data, epoch, self.step)
@@ -133,7 +134,7 @@ def _postfix(rec: EpochRecord) -> str:
 def train(backend: str, cfg: LMConfig, tcfg: TrainConfig, data: LMData, out: Path,
           params=None, progress: bool = True) -> TrainLog:
     """Train, checkpoint every good epoch, write `train_log.json` and `perplexity.png` in `out`."""
-    from tqdm import tqdm
+    from bench.progress import tqdm
 
     run = Run(backend, cfg, tcfg, data, out, params)
     log, start = run.log, time.perf_counter()

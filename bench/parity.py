@@ -18,7 +18,7 @@ import numpy as np
 from bench.tolerances import GROUPS, tolerance
 from common.backend import flatten_state, random_state
 from common.config import IMPLS, LayerSpec
-from common.errors import BackendUnavailable, NotSupported, RnnbenchError
+from common.errors import BackendUnavailable, DeviceUnavailable, NotSupported, RnnbenchError
 from common.params import cast_params, init_params
 from common.registry import backend_names, get_backend
 
@@ -59,7 +59,7 @@ def default_cases(quick: bool = False, dtypes=("float64", "float32")) -> List[Ca
 class ImplResult:
     """What one implementation computed for one case, flattened into named arrays."""
     label: str
-    status: str                       # "ok" | "not supported" | "not installed" | "error"
+    status: str             # "ok" | "not supported" | "not installed" | "no device" | "error"
     message: str = ""
     arrays: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -75,11 +75,21 @@ class PairRecord:
     device: str
     a: str
     b: str
-    status: str                       # PASS | FAIL | NOT SUPPORTED | DIFFERENT FUNCTION | ERROR
+    # PASS | FAIL | NOT SUPPORTED | NOT INSTALLED | NO DEVICE | DIFFERENT FUNCTION | MEASURED
+    # (TF32 on: the error shown, not judged) | ERROR
+    status: str
     errors: Dict[str, Dict[str, float]] = field(default_factory=dict)
     max_abs: Optional[float] = None
     max_rel: Optional[float] = None
     note: str = ""
+    # "pair": two implementations of the same function (the matrices); "distance": d2l's
+    # reset_before GRU against a built-in's reset_after on the same weights (reported apart)
+    comparison: str = "pair"
+
+
+# an ImplResult status that stops a comparison -> the record's status (the first that applies)
+BLOCKING = (("error", "ERROR"), ("not installed", "NOT INSTALLED"), ("no device", "NO DEVICE"),
+            ("not supported", "NOT SUPPORTED"))
 
 
 def case_inputs(case: Case, seed: int = 0):
@@ -102,25 +112,37 @@ def run_impl(backend: str, impl: str, case: Case, inputs, device: str = "cpu",
              variant: Optional[str] = None) -> ImplResult:
     """Run one implementation on a case; NotSupported and other errors become statuses."""
     label = f"{backend}/{impl}" + (f"[{variant}]" if variant else "")
-    params, X, state, G, G_state = inputs
+    return attempt(label, lambda: _layer_arrays(backend, impl, case, inputs, device, variant))
+
+
+def attempt(label: str, compute) -> ImplResult:
+    """`compute()` -> its named arrays as an "ok" result, or the status its exception means."""
     try:
-        be = get_backend(backend)
-        layer = be.build_layer(case.spec(variant), impl, params, case.dtype, device)
-        Y0, S0 = be.forward(layer, X, None)
-        res = be.vjp(layer, X, state, G, G_state)
+        arrays = compute()
     except NotSupported as exc:
         return ImplResult(label, "not supported", str(exc))
     except BackendUnavailable as exc:
         return ImplResult(label, "not installed", str(exc))
+    except DeviceUnavailable as exc:
+        return ImplResult(label, "no device", str(exc))
     except (RnnbenchError, RuntimeError, ValueError, TypeError) as exc:
         return ImplResult(label, "error", f"{type(exc).__name__}: {exc}")
+    return ImplResult(label, "ok", arrays={k: np.asarray(v) for k, v in arrays.items()})
+
+
+def _layer_arrays(backend, impl, case, inputs, device, variant) -> Dict[str, np.ndarray]:
+    params, X, state, G, G_state = inputs
+    be = get_backend(backend)
+    layer = be.build_layer(case.spec(variant), impl, params, case.dtype, device)
+    Y0, S0 = be.forward(layer, X, None)
+    res = be.vjp(layer, X, state, G, G_state)
     arrays = {"outputs.zero": Y0, "outputs.state": res.outputs}
     arrays.update(_flatten("states.zero.", S0))
     arrays.update(_flatten("states.state.", res.states))
     arrays.update({f"grad_params.{k}": v for k, v in res.grads.items()})
     arrays["grad_inputs.X"] = res.dX
     arrays.update(_flatten("grad_state.", res.dstate))
-    return ImplResult(label, "ok", arrays={k: np.asarray(v) for k, v in arrays.items()})
+    return arrays
 
 
 def group_errors(a: ImplResult, b: ImplResult) -> Dict[str, Dict[str, float]]:
@@ -147,15 +169,15 @@ def judge(errors, dtype: str) -> bool:
 
 
 def compare(case: Case, a: ImplResult, b: ImplResult, device: str,
-            different_function: bool = False) -> PairRecord:
+            different_function: bool = False, judged: bool = True) -> PairRecord:
     """A PairRecord for two results of the same case."""
     rec = PairRecord(case.cell, case.variant, case.layers, case.bidirectional, case.dtype,
-                     device, a.label, b.label, "PASS")
+                     device, a.label, b.label, "PASS",
+                     comparison="distance" if different_function else "pair")
     bad = [r for r in (a, b) if r.status != "ok"]
     if bad:
         statuses = {r.status for r in bad}
-        rec.status = ("ERROR" if "error" in statuses else
-                      "NOT INSTALLED" if "not installed" in statuses else "NOT SUPPORTED")
+        rec.status = next(status for kind, status in BLOCKING if kind in statuses)
         rec.note = NOTE_SEP.join(f"{r.label}: {r.message}" for r in bad)
         return rec
     rec.errors = group_errors(a, b)
@@ -164,6 +186,9 @@ def compare(case: Case, a: ImplResult, b: ImplResult, device: str,
     if different_function:
         rec.status = "DIFFERENT FUNCTION"
         rec.note = "reset_before vs the built-in's reset_after on the same weights (expected to differ)"
+    elif not judged:
+        rec.status = "MEASURED"
+        rec.note = "TF32 on: the error TF32 adds, not judged against the float32 tolerance"
     elif not judge(rec.errors, case.dtype):
         rec.status = "FAIL"
         worst = max(rec.errors, key=lambda g: rec.errors[g]["max_abs"])
@@ -171,11 +196,13 @@ def compare(case: Case, a: ImplResult, b: ImplResult, device: str,
     return rec
 
 
-def case_records(case: Case, backends, device: str) -> List[PairRecord]:
-    """Run every implementation on a case and compare every pair."""
+def case_records(case: Case, backends, device: str, judged: bool = True) -> List[PairRecord]:
+    """Run every implementation on a case and compare every pair (`judged`: against the
+    tolerances; not for a TF32 run, whose errors are shown as measured)."""
     inputs = case_inputs(case)
     results = [run_impl(be, impl, case, inputs, device) for be in backends for impl in IMPLS]
-    records = [compare(case, a, b, device) for a, b in itertools.combinations(results, 2)]
+    records = [compare(case, a, b, device, judged=judged)
+               for a, b in itertools.combinations(results, 2)]
     if case.cell == "gru" and case.variant == "reset_before":
         scratch = [r for r in results if r.label.endswith("/scratch")]
         for be, own in zip(backends, scratch):
@@ -201,15 +228,17 @@ class ParityRun:
 
 
 def run(cases: List[Case], backends=None, device: str = "cpu", progress=None) -> ParityRun:
-    """Run every case; `progress(case)` is called after each one."""
+    """Run every case; `progress(case)` is called after each one. In a process asked for TF32
+    (`common.precision`) the pairs are measured, not judged."""
     from bench.probe import versions
     from bench.tolerances import TOLERANCES
-    backends = list(backends or backend_names())
+    from common.precision import tf32_allowed
+    backends, tf32 = list(backends or backend_names()), tf32_allowed()
     records = []
     for case in cases:
-        records.extend(case_records(case, backends, device))
+        records.extend(case_records(case, backends, device, judged=not tf32))
         if progress:
             progress(case)
-    env = {"device": device, "backends": backends, "sizes": dict(SIZES),
+    env = {"device": device, "backends": backends, "sizes": dict(SIZES), "tf32": tf32,
            "versions": {b: versions(b) for b in backends}}
     return ParityRun(records, env, TOLERANCES)

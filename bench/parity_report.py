@@ -9,8 +9,15 @@ from bench.parity import NOTE_SEP
 from bench.tolerances import describe as describe_tolerances
 
 SHORT = {"PASS": "ok", "FAIL": "FAIL", "NOT SUPPORTED": "n/s", "NOT INSTALLED": "n/i",
-         "ERROR": "ERR", "DIFFERENT FUNCTION": "diff"}
-RANK = ["PASS", "DIFFERENT FUNCTION", "NOT INSTALLED", "NOT SUPPORTED", "FAIL", "ERROR"]
+         "NO DEVICE": "n/d", "ERROR": "ERR", "DIFFERENT FUNCTION": "diff", "MEASURED": "m"}
+RANK = ["PASS", "MEASURED", "DIFFERENT FUNCTION", "NOT INSTALLED", "NO DEVICE", "NOT SUPPORTED",
+        "FAIL", "ERROR"]
+
+
+def is_distance(r) -> bool:
+    """A reset_before-vs-built-in record (its labels name the variant in records written before
+    the `comparison` field existed)."""
+    return r.get("comparison", "pair") == "distance" or "[" in r["a"] + r["b"]
 
 
 def _cell_label(r) -> str:
@@ -24,7 +31,7 @@ def matrices(records: List[dict]) -> "OrderedDict":
     """
     out = OrderedDict()
     for r in records:
-        if r["status"] == "DIFFERENT FUNCTION":
+        if is_distance(r):
             continue
         m = out.setdefault((_cell_label(r), r["dtype"]), {"labels": [], "pairs": {}})
         for label in (r["a"], r["b"]):
@@ -39,8 +46,11 @@ def matrices(records: List[dict]) -> "OrderedDict":
 def _entry(m, a, b) -> str:
     if a == b:
         return "—"
-    status, err = m["pairs"].get((a, b)) or m["pairs"].get((b, a))
-    if status in ("PASS", "FAIL"):
+    pair = m["pairs"].get((a, b)) or m["pairs"].get((b, a))
+    if pair is None:   # records from another run that did not compare these two
+        return "?"
+    status, err = pair
+    if status in ("PASS", "FAIL", "MEASURED"):
         return f"{SHORT[status]} {err:.1e}"
     return SHORT[status]
 
@@ -72,7 +82,7 @@ def notes(records: List[dict]) -> Dict[str, List[str]]:
     unsupported, failures, distances = OrderedDict(), [], []
     for r in records:
         case = f"{_cell_label(r)} L{r['layers']} {'bi' if r['bidirectional'] else 'uni'} {r['dtype']}"
-        if r["status"] in ("NOT SUPPORTED", "NOT INSTALLED", "ERROR"):
+        if r["status"] in ("NOT SUPPORTED", "NOT INSTALLED", "NO DEVICE", "ERROR"):
             for part in r["note"].split(NOTE_SEP):
                 unsupported.setdefault(part, None)
         if r["status"] in ("FAIL", "ERROR"):
@@ -95,11 +105,13 @@ def summary_counts(records: List[dict]) -> Dict[str, int]:
 def text_report(records: List[dict], scope: str = LAYER_SCOPE) -> str:
     parts = [matrix_text(k, m, scope) for k, m in matrices(records).items()]
     n = notes(records)
-    legend = "ok = PASS, n/s = not supported, n/i = not installed, ERR = error"
+    legend = ("ok = PASS, m = measured with TF32 on (not judged), n/s = not supported, "
+              "n/i = not installed, n/d = no such device, ERR = error")
     parts.append(legend)
     for title in ("not supported", "distances", "failures"):
         if n[title]:
-            heading = {"not supported": "Not supported (the adapter's own reason):",
+            heading = {"not supported": "Not run (the adapter's own reason: not supported, "
+                                        "not installed or no such device):",
                        "distances": "reset_before GRU vs the built-in (reset_after) on the same "
                                     "weights — different functions, reported, not failed:",
                        "failures": "FAILURES:"}[title]
@@ -130,8 +142,10 @@ def markdown_section(data: dict) -> str:
     """The parity section of the report, from a parity JSON document."""
     records = data["records"]
     env = data["environment"]
-    lines = ["## Parity", "",
-             f"Device: {env['device']}. Sizes: {env['sizes']}. Every pair of implementations "
+    tf32 = (" **TF32 on**: float32 GPU products used TF32, so the float32 entries show the "
+            "error TF32 adds (marked m, not judged)." if env.get("tf32") else "")
+    lines = ["## Parity" + (" with TF32 on" if env.get("tf32") else ""), "",
+             f"Device: {env['device']}.{tf32} Sizes: {env['sizes']}. Every pair of implementations "
              "ran the same seeded canonical weights, inputs, initial states (zero and non-zero) "
              "and cotangents; entries are the largest absolute difference over outputs, final "
              "states and VJP gradients (parameters, inputs, initial state), over 1 and 2 layers, "
@@ -150,7 +164,7 @@ def markdown_section(data: dict) -> str:
 
 def main(quick: bool, backends, dtypes, device: str, out: Path) -> int:
     """The `rnnbench parity` verb: run, print, write JSON and markdown; 1 on any FAIL."""
-    from tqdm import tqdm
+    from bench.progress import tqdm
 
     from bench import parity, records as rec, seq2seq_parity as s2s
 

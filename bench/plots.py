@@ -4,6 +4,31 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def available() -> bool:
+    """Whether matplotlib can be imported (a bare GPU box may lack it: charts are then skipped)."""
+    import importlib.util
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def optional_chart(draw):
+    """`draw(...)`, or None (said once) where matplotlib is not installed: the report's tables
+    and records do not depend on it."""
+    import functools
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        if available():
+            return draw(*args, **kwargs)
+        if not _said:
+            _said.append(True)
+            print("charts skipped: matplotlib is not installed (pip install matplotlib)")
+        return None
+    return wrapper
+
+
+_said = []
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")

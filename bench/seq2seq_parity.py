@@ -17,8 +17,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from bench.parity import Case, ImplResult, PairRecord, compare
-from common.errors import BackendUnavailable, NotSupported, RnnbenchError
+from bench.parity import Case, ImplResult, PairRecord, attempt, compare
 from common.registry import backend_names, get_module
 from common.seq2seq import SEQ2SEQ_IMPLS, Seq2SeqConfig, init_seq2seq_params
 
@@ -79,17 +78,12 @@ def run_impl(backend: str, impl: str, case: Case, inputs: dict, device: str = "c
              variant: Optional[str] = None) -> ImplResult:
     """One implementation on a case; NotSupported and other errors become statuses."""
     label = f"{backend}/{impl}" + (f"[{variant}]" if variant else "")
-    try:
+
+    def arrays():
         mod = get_module(backend, "seq2seq")
         model = mod.build_seq2seq(config(case, impl, variant), inputs["params"], case.dtype, device)
-        arrays = compute(mod, model, inputs)
-    except NotSupported as exc:
-        return ImplResult(label, "not supported", str(exc))
-    except BackendUnavailable as exc:
-        return ImplResult(label, "not installed", str(exc))
-    except (RnnbenchError, RuntimeError, ValueError, TypeError) as exc:
-        return ImplResult(label, "error", f"{type(exc).__name__}: {exc}")
-    return ImplResult(label, "ok", arrays=arrays)
+        return compute(mod, model, inputs)
+    return attempt(label, arrays)
 
 
 def case_records(case: Case, backends, device: str) -> List[PairRecord]:

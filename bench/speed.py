@@ -121,7 +121,7 @@ def run_backend(plan: SpeedPlan, backend: str, cases: List[SpeedCase], out_dir: 
 
 def run(plan: SpeedPlan, out_dir: Path, show_progress: bool = True) -> List[rec.Record]:
     """Measure the plan's grid into `out_dir/speed.jsonl`; returns every record there."""
-    from tqdm import tqdm
+    from bench.progress import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = plan.grid.cases()

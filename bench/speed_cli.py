@@ -59,8 +59,11 @@ def add_speed(sub, positive_int):
 
 def add_report(sub):
     p = sub.add_parser("report", help="markdown and PNG report of a results directory (speed, "
-                                      "parity, explain)")
-    p.add_argument("directory", help="a results directory (holding speed.jsonl, parity.json...)")
+                                      "parity, explain); of several: machines side by side")
+    p.add_argument("directory", nargs="+", help="a results directory (holding speed.jsonl, "
+                   "parity.json...); several: their speed records compared in one table per case")
+    p.add_argument("--out", help="with several directories: where compare.md goes (default: a "
+                                 "new rnnbench-results/compare-* directory)")
     p.set_defaults(func=cmd_report)
 
 
@@ -120,5 +123,8 @@ def cmd_speed(args):
 
 
 def cmd_report(args):
-    from bench import report
-    return report.main(Path(args.directory))
+    from bench import compare, records, report
+    if len(args.directory) == 1 and not args.out:
+        return report.main(Path(args.directory[0]))
+    out = Path(args.out) if args.out else records.new_run_dir(prefix="compare")
+    return compare.main(args.directory, out)

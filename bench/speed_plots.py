@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bench import speed_records as rec
-from bench.plots import _pyplot
+from bench.plots import _pyplot, optional_chart
 from bench.speed_grid import D2L_SIZES, sweep_axis
 from bench.speed_tables import cell_label, impl_label, impl_order, steps
 
@@ -44,6 +44,7 @@ def _headline_sizes(rows) -> List[tuple]:
     return d2l or present[:4]
 
 
+@optional_chart
 def throughput_chart(records, device: str, mode: str, path: Path) -> Optional[Path]:
     """Bars of tokens/s per cell and implementation, one panel per headline size."""
     rows = [r for r in steps(records) if r.case.device == device and r.case.mode == mode]
@@ -81,6 +82,7 @@ def throughput_chart(records, device: str, mode: str, path: Path) -> Optional[Pa
     return Path(path)
 
 
+@optional_chart
 def scaling_chart(records, axis: str, device: str, mode: str, path: Path) -> Optional[Path]:
     """Tokens/s against one swept size (log-log), a panel per cell, a line per implementation."""
     rows = [r for r in _ok(steps(records)) if r.case.device == device and r.case.mode == mode
@@ -112,6 +114,7 @@ def scaling_chart(records, axis: str, device: str, mode: str, path: Path) -> Opt
     return Path(path)
 
 
+@optional_chart
 def parity_chart(matrices: Dict, path: Path) -> Optional[Path]:
     """The parity matrices (`parity_report.matrices`) as heat maps of log10 max abs error;
     blank where a pair was not supported."""

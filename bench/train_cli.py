@@ -131,7 +131,8 @@ def add_quality(sub):
     p = sub.add_parser("lm-quality", help="d2l's LM settings in every framework, beside d2l's figures")
     a = p.add_argument
     a("--preset", choices=tuple(PRESETS), default="d2l-1.0")
-    a("--backends", nargs="+", choices=backend_names(), default=list(backend_names()))
+    a("--backends", nargs="+", choices=backend_names(),
+      help="default: every installed one of " + ", ".join(backend_names()))
     a("--models", nargs="+", metavar="NAME", help="model names of the preset (default: all)")
     a("--path", help="timemachine.txt (default: download with SHA-1 check)")
     a("--dtype", choices=DTYPES, default="float32")
@@ -144,19 +145,22 @@ def add_quality(sub):
 
 def run_quality(args) -> int:
     from bench import lm_quality, records
+    from common.registry import chosen_backends
     known = [m.name for m in lm_quality.PRESETS[args.preset]["models"]]
     unknown = [m for m in args.models or [] if m not in known]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown} for {args.preset}: choose from {known}")
     out = Path(args.out) if args.out else records.new_run_dir(prefix="quality")
-    return lm_quality.main(args.preset, args.backends, args.models, out, args.path, args.dtype,
+    backends = chosen_backends(args.backends, "lm-quality")
+    return lm_quality.main(args.preset, backends, args.models, out, args.path, args.dtype,
                            args.device, args.seed, args.epochs)
 
 
 def add_trajectory(sub):
     from common.registry import backend_names
     p = sub.add_parser("trajectory", help="per-step training losses compared across frameworks")
-    p.add_argument("--backends", nargs="+", choices=backend_names(), default=list(backend_names()))
+    p.add_argument("--backends", nargs="+", choices=backend_names(), default=list(backend_names()),
+                   help="default: all; one that is not installed is a row saying so")
     p.add_argument("--steps", type=int, default=50)
     p.set_defaults(func=run_trajectory)
 

@@ -13,9 +13,9 @@ import numpy as np
 
 from bench.lm_data import LMData, epoch_batches, load_corpus
 from common.config import IMPLS, LMConfig, TrainConfig
-from common.errors import NotSupported
+from common.errors import BackendUnavailable, NotSupported
 from common.params import init_lm_params
-from common.registry import get_backend
+from common.registry import get_backend, is_available
 
 FLOAT64_RTOL = 1e-8
 
@@ -38,18 +38,30 @@ def losses(backend: str, impl: str, cell: str, data: LMData, steps: int = 50,
     return np.array(out)
 
 
+def reference_backend(backends) -> str:
+    """torch when installed, else the first installed backend asked for."""
+    for name in ("torch", *backends):
+        if is_available(name):
+            return name
+    raise BackendUnavailable("no framework is installed: pip install 'rnnbench[torch]' "
+                             "(or jax, mxnet)")
+
+
 def drift_table(backends, cells=("rnn", "lstm", "gru"), dtypes=("float64", "float32"),
                 steps: int = 50) -> List[Dict]:
-    """Max relative per-step loss difference from torch/scratch, for every backend x impl."""
+    """Max relative per-step loss difference from torch/scratch (else the first installed
+    backend's scratch), for every backend x impl; a backend not installed is a row saying so."""
     data = load_corpus("human_numbers", token="char", max_tokens=3000)
-    rows = []
+    rows, reference = [], reference_backend(backends)
     for dtype, cell in itertools.product(dtypes, cells):
-        ref = losses("torch", "scratch", cell, data, steps, dtype)
+        ref = losses(reference, "scratch", cell, data, steps, dtype)
         for backend, impl in itertools.product(backends, IMPLS):
             try:
                 got = losses(backend, impl, cell, data, steps, dtype)
-            except NotSupported as exc:
-                rows.append(dict(dtype=dtype, cell=cell, impl=f"{backend}/{impl}", error=str(exc)))
+            except (NotSupported, BackendUnavailable) as exc:
+                status = "n/i" if isinstance(exc, BackendUnavailable) else "n/s"
+                rows.append(dict(dtype=dtype, cell=cell, impl=f"{backend}/{impl}", error=str(exc),
+                                 status=status))
                 continue
             rel = float(np.max(np.abs(got - ref) / np.abs(ref)))
             rows.append(dict(dtype=dtype, cell=cell, impl=f"{backend}/{impl}", max_rel=rel,
@@ -66,19 +78,21 @@ def compact_table(rows: List[Dict]) -> str:
     for impl in impls:
         cells = [by[(impl, d, c)] for d, c in cols]
         out.append(f"| {impl} | " + " | ".join(
-            "n/s" if "error" in r else f"{r['max_rel']:.0e}" for r in cells) + " |")
+            r.get("status", "n/s") if "error" in r else f"{r['max_rel']:.0e}" for r in cells) + " |")
     return "\n".join(out)
 
 
 def main(backends, steps: int = 50) -> int:
     rows = drift_table(backends, steps=steps)
-    print(f"max relative difference of {steps} per-step losses from torch/scratch")
+    print(f"max relative difference of {steps} per-step losses from "
+          f"{reference_backend(backends)}/scratch")
     print("| dtype | cell | impl | max rel | loss at step 1 -> last |")
     print("|---|---|---|---|---|")
     failed = False
     for r in rows:
         if "error" in r:
-            print(f"| {r['dtype']} | {r['cell']} | {r['impl']} | not supported: {r['error']} | |")
+            what = {"n/i": "not installed"}.get(r.get("status"), "not supported")
+            print(f"| {r['dtype']} | {r['cell']} | {r['impl']} | {what}: {r['error']} | |")
             continue
         bad = r["dtype"] == "float64" and r["max_rel"] > FLOAT64_RTOL
         failed |= bad

@@ -164,7 +164,7 @@ def data_summary(data: FraEng) -> dict:
 def train(backend: str, cfg: Seq2SeqConfig, tcfg: TranslateConfig, data: FraEng, out: Path,
           params=None, progress: bool = True) -> Run:
     """Train with a progress bar; checkpoint every good epoch. The run's log tells how it ended."""
-    from tqdm import tqdm
+    from bench.progress import tqdm
 
     run, start = Run(backend, cfg, tcfg, data, out, params), time.perf_counter()
     bar = tqdm(range(1, tcfg.epochs + 1), desc=f"translate {backend}/{cfg.impl}", unit="epoch",

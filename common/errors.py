@@ -18,6 +18,14 @@ class BackendUnavailable(RnnbenchError, ImportError):
     """The framework behind a backend is not installed; the message names the extra."""
 
 
+class DeviceUnavailable(RnnbenchError):
+    """The device asked for is not there for this framework (no GPU, a CPU-only build).
+
+    The harnesses show it as "no device" beside the install or driver hint in its message; it
+    is not a failure of anything that ran.
+    """
+
+
 class UnknownBackend(RnnbenchError, ValueError):
     """A backend name that the registry does not know."""
 

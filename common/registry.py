@@ -45,6 +45,21 @@ def install_hint(name: str) -> str:
     return f"pip install 'rnnbench[{_entry(name)[1]}]'"
 
 
+def chosen_backends(asked=None, verb: str = "rnnbench", say=print) -> list:
+    """The backends asked for, or every installed one (saying which are left out and how to
+    install them); a verb with none to run is told what to install."""
+    if asked:
+        return list(asked)
+    missing = [b for b in BACKENDS if not is_available(b)]
+    for name in missing:
+        say(f"{verb}: skipping {name}, not installed ({install_hint(name)})")
+    present = [b for b in BACKENDS if b not in missing]
+    if not present:
+        raise BackendUnavailable("no framework is installed: pip install 'rnnbench[torch]' "
+                                 "(or mxnet, jax)")
+    return present
+
+
 def get_module(name: str, module: str):
     """Backend `name`'s submodule `module` (e.g. "adapter", "ladder", "seq2seq"), imported lazily.
 

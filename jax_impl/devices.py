@@ -6,18 +6,27 @@ mantissa bits, errors ~1e-3). JAX has no global switch worth flipping for one la
 (the setting is part of JAX's jit cache key, so it cannot leak into other compiled code).
 float64 needs JAX's x64 mode; `compute_scope` enables it only for the call, so the rest of the
 process keeps JAX's float32 default.
+
+This module is also the one place that bridges JAX versions (the supported range runs from 0.7,
+the last that installs beside MXNet's NumPy 1, to today's): import `enable_x64` from here.
 """
 from __future__ import annotations
 
 import contextlib
 
 import jax
-from jax.experimental import enable_x64
 
-from common.errors import RnnbenchError
+try:  # JAX >= 0.8 has the x64 switch at top level; older releases in jax.experimental
+    from jax import enable_x64
+except ImportError:  # pragma: no cover - depends on the installed JAX
+    from jax.experimental import enable_x64
+
+from common.errors import DeviceUnavailable
+from common.precision import tf32_allowed
 
 GPU_NAMES = ("gpu", "cuda")
 PARITY_PRECISION = "highest"
+TF32_PRECISION = "tensorfloat32"   # what a process asked for TF32 (common.precision) runs
 
 
 def _gpus() -> list:
@@ -44,11 +53,11 @@ def resolve_device(name="cpu") -> jax.Device:
                          "(alias 'cuda', ':N' for one)")
     gpus = _gpus()
     if not gpus:
-        raise RnnbenchError(_no_gpu_message())
+        raise DeviceUnavailable(_no_gpu_message())
     if not index:
         return gpus[0]
     if not index.isdigit() or int(index) >= len(gpus):
-        raise RnnbenchError(f"no GPU {name!r}: jax sees {len(gpus)}")
+        raise DeviceUnavailable(f"no GPU {name!r}: jax sees {len(gpus)}")
     return gpus[int(index)]
 
 
@@ -67,7 +76,8 @@ def compute_scope(device: jax.Device, dtype: str):
         if dtype == "float64":
             stack.enter_context(enable_x64(True))
         if is_gpu(device):
-            stack.enter_context(jax.default_matmul_precision(PARITY_PRECISION))
+            stack.enter_context(jax.default_matmul_precision(
+                TF32_PRECISION if tf32_allowed() else PARITY_PRECISION))
         yield
 
 

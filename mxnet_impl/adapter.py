@@ -137,9 +137,13 @@ class MXNetBackend:
             gpus = 0
         env = {k: v for k, v in sorted(os.environ.items())
                if k.startswith("MXNET_") or k in ("OMP_NUM_THREADS", "NVIDIA_TF32_OVERRIDE")}
-        return {"backend": self.name, "mxnet": mx.__version__, "numpy": np.__version__,
+        openmp = openmp_counts()
+        return {"framework": self.name, "versions": {"mxnet": mx.__version__, "numpy": np.__version__},
+                "devices": ["cpu", *(f"gpu:{i}" for i in range(gpus))],
+                "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), **openmp},
+                "backend": self.name, "mxnet": mx.__version__, "numpy": np.__version__,
                 "features": enabled_features(), "num_gpus": gpus, "cpu_count": os.cpu_count(),
-                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), **openmp_counts(),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), **openmp,
                 "env": env, "scratch_matmul": "nd.dot (bundled OpenBLAS)"}
 
     def build_layer(self, spec, impl, params, dtype="float32", device="cpu"):

@@ -7,7 +7,8 @@ process: set it in the environment before starting Python to be sure.
 """
 import os
 
-from common.errors import RnnbenchError
+from common.errors import DeviceUnavailable, RnnbenchError
+from common.precision import tf32_allowed
 
 from ._mx import mx
 
@@ -23,6 +24,15 @@ def _split(name):
     return kind, int(index or 0)
 
 
+def _build_note() -> str:
+    """", a CPU-only build" when this MXNet was built without CUDA (mx.runtime's feature list)."""
+    try:
+        cuda = mx.runtime.Features().is_enabled("CUDA")
+    except Exception:  # pragma: no cover - very old builds have no feature list
+        return ""
+    return "" if cuda else " (this is MXNet's CPU-only build: no GPU build is installed)"
+
+
 def resolve_device(name="cpu"):
     """The `mx.Context` for `name` ("cpu", "gpu", "cuda", "gpu:N"); RnnbenchError if unseen."""
     kind, index = _split(name)
@@ -35,9 +45,10 @@ def resolve_device(name="cpu"):
     except mx.base.MXNetError:  # a CUDA build without a usable driver raises here
         seen = 0
     if index >= seen:
-        raise RnnbenchError(
-            f"MXNet {mx.__version__} sees {seen} GPU(s), so {name!r} is unavailable: {GPU_HINT}")
-    os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+        raise DeviceUnavailable(f"MXNet {mx.__version__} sees {seen} GPU(s), so {name!r} is "
+                                f"unavailable{_build_note()}: {GPU_HINT}")
+    if not tf32_allowed():   # else the libraries' default: TF32 on Ampere and later
+        os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
     return mx.gpu(index)
 
 

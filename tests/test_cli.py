@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from bench.cli import main
+from common.registry import is_available
 from conftest import ROOT
 
 
@@ -64,7 +65,10 @@ def test_train_then_generate_in_another_framework(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "finished after 2 epochs" in printed and (out / "perplexity.png").exists()
     torch_text = printed.strip().splitlines()[-2]
-    assert main(["generate", str(out / "checkpoint.npz"), "--backend", "mxnet",
+    other = "mxnet" if is_available("mxnet") else "jax"   # the current stack has no MXNet
+    if not is_available(other):
+        pytest.skip("neither mxnet nor jax is installed to read torch's checkpoint")
+    assert main(["generate", str(out / "checkpoint.npz"), "--backend", other,
                  "--prefix", "one", "--num-preds", "50"]) == 0
     assert capsys.readouterr().out.strip() == torch_text
 

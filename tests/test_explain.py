@@ -166,7 +166,7 @@ def _autodiff_scan(split, reverse, W_h, q, XP, state0):
 def test_custom_vjp_gradient_equals_autodiff(cell, reverse):
     backend_or_skip("jax")
     import jax
-    from jax.experimental import enable_x64
+    from jax_impl.devices import enable_x64
 
     from jax_impl.cells import SPLITS
     from jax_impl.recurrence import scan_split
@@ -252,9 +252,25 @@ def test_markdown_has_no_hand_typed_figures():
         assert b == pytest.approx(2 * a, rel=0.01), (a, b)
 
 
-def test_plot_writes_a_png(tmp_path):
+def test_plot_draws_each_rungs_speed_over_its_builtins(tmp_path, monkeypatch):
+    import matplotlib.figure
+    panels, real = [], matplotlib.figure.Figure.savefig
+
+    def spy(fig, path, **kw):
+        panels.extend((ax.get_title(), sorted(round(p.get_width(), 9) for p in ax.patches))
+                      for ax in fig.axes)
+        return real(fig, path, **kw)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
     path = explain_report.plot(fake_records(), tmp_path / "explain.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # tokens/s over the built-in's = built-in's step time over the rung's (fake_records)
+    widths = {"torch": [0.1 / s for s in (0.5, 0.3, 0.2, 0.125, 0.1)],
+              "mxnet": [0.128 / s for s in (0.8, 0.4, 0.16, 0.128)],
+              "jax": [0.2 / s for s in (1.6, 0.14, 0.2)]}
+    assert panels == [(explain_report.NAMES[fw], sorted(round(w, 9) for w in ws))
+                      for fw, ws in widths.items()]
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) == (1650, 450)
 
 
 def test_explain_end_to_end_on_torch(tmp_path):
@@ -265,12 +281,13 @@ def test_explain_end_to_end_on_torch(tmp_path):
     data = explain.records.read_json(tmp_path / "explain.json")
     assert [r["rung"] for r in data["records"]] == ["d2l", "builtin"]
     rec = data["records"][1]
-    assert rec["tokens_per_s"] > 0 and rec["ops_per_step"] > 0 and rec["gap_closed"] == 1.0
+    assert rec["tokens_per_s"] == pytest.approx(rec["batch"] * rec["steps"] / rec["median_s"])
+    assert rec["ops_per_step"] > 0 and rec["gap_closed"] == 1.0
     assert rec["threads"] == 1 and rec["parity64_error"] == 0.0 and rec["status"] == "ok"
     assert rec["device"] == "cpu" and rec["device_name"] == "cpu"
     text = (tmp_path / "why-gluon-is-faster.md").read_text()
     assert f"{rec['tokens_per_s']:,.0f}" in text
-    assert (tmp_path / "explain.png").exists()
+    assert (tmp_path / "explain.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     [floor] = data["floors"]
     assert (floor["framework"], floor["hidden"], floor["status"]) == ("torch", 8, "ok")
     assert floor["median_s"] > 0 and floor["repeats"] >= 2

@@ -10,7 +10,7 @@ from bench.lm_data import load_corpus
 from bench.lm_train import train
 from common.config import LMConfig, TrainConfig
 from common.errors import DataError
-from common.params import load_params
+from common.params import lm_param_shapes, load_params
 from conftest import backend_or_skip
 
 BACKENDS = ["torch", "mxnet", "jax"]
@@ -54,14 +54,24 @@ def _short_run(backend, tmp_path, data, epochs=2, **train_kw):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_short_training_reduces_perplexity_and_writes_outputs(backend, tmp_path, tiny_data):
     backend_or_skip(backend)
-    _, log = _short_run(backend, tmp_path, tiny_data, epochs=3)
+    cfg, log = _short_run(backend, tmp_path, tiny_data, epochs=3)
     assert log.status == "finished"
     assert log.epochs[-1].train_ppl < log.epochs[0].train_ppl < len(tiny_data.vocab) + 1
+    assert len(log.step_losses) == log.epochs[-1].step
+    first = 0
+    for e in log.epochs:   # sequential batches are all 4 x 8: the plain mean is token-weighted
+        losses = log.step_losses[first:e.step]
+        assert e.tokens == 4 * 8 * len(losses) and len(losses) >= 50
+        assert e.train_ppl == pytest.approx(np.exp(np.mean(losses)), rel=1e-9)
+        first = e.step
     saved = json.loads((tmp_path / "train_log.json").read_text())
     assert saved["status"] == "finished" and len(saved["epochs"]) == 3
-    assert (tmp_path / "perplexity.png").stat().st_size > 1000
+    assert [e["train_ppl"] for e in saved["epochs"]] == [e.train_ppl for e in log.epochs]
+    head = (tmp_path / "perplexity.png").read_bytes()[:24]
+    assert (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) == (600, 400)
     params, meta = load_params(tmp_path / "checkpoint.npz")
-    assert meta["epoch"] == 3 and meta["backend"] == backend and "W_hq" in params
+    assert meta["epoch"] == 3 and meta["backend"] == backend and meta["step"] == log.epochs[-1].step
+    assert {k: v.shape for k, v in params.items()} == lm_param_shapes(cfg)
 
 
 @pytest.mark.parametrize("source,target", [("torch", "jax"), ("jax", "mxnet"), ("mxnet", "torch")])

@@ -96,11 +96,14 @@ def test_hand_timed_loop_ends_with_sync():
     assert clock.events[-2:] == ["sync", "clock"]
 
 
-def test_each_framework_step_names_its_barrier():
-    pytest.importorskip("torch")
+def test_each_framework_step_names_its_barrier(monkeypatch):
+    torch = pytest.importorskip("torch")
     from torch_impl import speed as torch_speed
+    barrier, asked = object(), []
+    monkeypatch.setattr(torch_speed, "make_sync", lambda device: asked.append(device) or barrier)
     step = torch_speed.build_step(tiny_case(), *speed_data(tiny_case()))
-    assert callable(step.sync) and "torch.nn.LSTM" in step.code_path
+    assert step.sync is barrier and asked == [torch.device("cpu")]
+    assert step.code_path.startswith("torch.nn.LSTM")
 
 
 # FLOP counts.
@@ -270,22 +273,36 @@ def test_tiny_real_measurement_is_complete(tiny_run):
     plan, out, records = tiny_run
     steps = [r for r in records if r.kind == "step"]
     assert len(steps) == 2
+    gemms = [r for r in records if r.kind == "gemm"]
+    rates = {(g.M, g.K, g.N): g.gflops_per_s for g in gemms}
+    for g in gemms:
+        assert g.status == rec.OK and g.gflops_per_s == pytest.approx(
+            2 * g.M * g.K * g.N / g.timing["median_s"] / 1e9)
     for r in steps:
         assert r.status == rec.OK, r.note
         assert r.timing["repeats"] >= 2 and r.timing["median_s"] > 0
         assert r.tokens_per_s == pytest.approx(6 / r.timing["median_s"])
-        assert r.flops == case_flops(r.case) and r.gflops_per_s > 0
-        assert r.gemm_gflops > 0 and r.fraction_of_gemm > 0 and r.fraction_of_shape_limit > 0
+        median = r.timing["median_s"]
+        assert r.flops == case_flops(r.case)
+        assert r.gflops_per_s == pytest.approx(r.flops / median / 1e9)
+        assert r.gemm_gflops == rates[(32, 32, 32)]                  # the large square's rate
+        assert r.fraction_of_gemm == pytest.approx(r.gflops_per_s / r.gemm_gflops)
+        bound = gemm_bound_seconds(r.case, lambda shape: rates[shape] * 1e9)
+        assert r.gemm_bound_s == pytest.approx(bound)
+        assert r.fraction_of_shape_limit == pytest.approx(bound / median)
         assert "torch.nn.LSTM" in r.code_path and r.versions["torch"]
         assert r.threads_used["torch.get_num_threads"] == 1
         assert r.threads_used["busy_threads"] is None or r.threads_used["busy_threads"] >= 1
     env = [r for r in records if r.kind == "env"][0]
     assert env.env["OMP_NUM_THREADS"] == "1" and env.threads == 1
-    gemms = [r for r in records if r.kind == "gemm"]
-    assert {(g.M, g.K, g.N) for g in gemms} >= {(32, 32, 32), (6, 5, 32)}
+    # every product shape of the step (H=8, B=2, T=3, V=5, 4 gates) and the large square
+    assert set(rates) == {(32, 32, 32), (6, 5, 32), (2, 8, 32), (6, 8, 5)}
     bare = [r for r in records if r.kind == "bare-loop"]
-    assert len(bare) == 1 and bare[0].status == rec.OK and bare[0].bare_s > 0
-    assert bare[0].loop_s > 0 and bare[0].overhead is not None and bare[0].step_vs_bare is not None
+    assert len(bare) == 1 and bare[0].status == rec.OK and bare[0].rounds == 5
+    b = bare[0]
+    assert b.bare_s > 0 and b.loop_s > 0 and 5 <= b.steps <= 200
+    assert b.overhead == pytest.approx(b.harness_mean_s / b.loop_s - 1)
+    assert b.step_vs_bare == pytest.approx(b.loop_s / b.bare_s - 1)
 
 
 def test_rerun_resumes_without_new_records(tiny_run):

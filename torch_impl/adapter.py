@@ -110,6 +110,8 @@ class TorchBackend:
                          "cudnn": torch.backends.cudnn.version()},
             "num_threads": torch.get_num_threads(),
             "num_interop_threads": torch.get_num_interop_threads(),
+            "threads": {"num_threads": torch.get_num_threads(),
+                        "num_interop_threads": torch.get_num_interop_threads()},
             "cuda_available": torch.cuda.is_available(),
             "devices": ["cpu", *device_names()],
             "mkl_available": torch.backends.mkl.is_available(),

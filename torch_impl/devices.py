@@ -2,23 +2,25 @@
 
 Resolving a GPU also turns TF32 off (`torch.backends.cuda.matmul.allow_tf32` and
 `torch.backends.cudnn.allow_tf32`): with TF32 on, float32 matmuls and cuDNN RNNs keep only 10
-mantissa bits (relative error ~1e-3), far outside the float32 parity tolerance.
+mantissa bits (relative error ~1e-3), far outside the float32 parity tolerance. A process asked
+for TF32 (`common.precision`) gets it on instead.
 """
 from __future__ import annotations
 
 import torch
 
-from common.errors import RnnbenchError
+from common.errors import DeviceUnavailable
+from common.precision import tf32_allowed
 
 GPU_NAMES = ("gpu", "cuda")
 # The contract's dtype names (common.config.DTYPES) as torch dtypes.
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def disable_tf32() -> None:
-    """Full float32 precision for CUDA matmuls and cuDNN (parity needs it)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA matmuls and cuDNN on or off (off: full float32, as parity needs)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def _no_gpu_message() -> str:
@@ -40,12 +42,12 @@ def resolve_device(name="cpu") -> torch.device:
         raise ValueError(f"unknown device {name!r}: choose 'cpu' or 'gpu' "
                          "(alias 'cuda'; add ':N' for one of several)")
     if not torch.cuda.is_available():
-        raise RnnbenchError(_no_gpu_message())
-    disable_tf32()
+        raise DeviceUnavailable(_no_gpu_message())
+    set_tf32(tf32_allowed())
     if not index:
         return torch.device("cuda")
     if not index.isdigit() or int(index) >= torch.cuda.device_count():
-        raise RnnbenchError(f"no CUDA device {name!r}: torch sees {torch.cuda.device_count()}")
+        raise DeviceUnavailable(f"no CUDA device {name!r}: torch sees {torch.cuda.device_count()}")
     return torch.device("cuda", int(index))
 
 
