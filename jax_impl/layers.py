@@ -110,14 +110,17 @@ def scratch_forward(spec: LayerSpec, params, X, states=None):
     return stack_forward(spec, run, params, X, states)
 
 
-def fast_forward(spec: LayerSpec, params, X, states=None):
-    """The fast stack: gates fused, input projection hoisted, hand-written backward."""
+def run_direction_fast(spec: LayerSpec, p, X, state, reverse=False):
+    """One direction of the fast stack: `X: (T, B, I)` -> `(Y: (T, B, H), final state)`."""
     split = split_of(spec.cell, spec.gru_variant)
     if split is None:
-        run = functools.partial(run_direction_hoisted, spec.cell)
-    else:
-        run = functools.partial(run_direction_split, spec.cell, split)
-    return stack_forward(spec, run, params, X, states)
+        return run_direction_hoisted(spec.cell, p, X, state, reverse)
+    return run_direction_split(spec.cell, split, p, X, state, reverse)
+
+
+def fast_forward(spec: LayerSpec, params, X, states=None):
+    """The fast stack: gates fused, input projection hoisted, hand-written backward."""
+    return stack_forward(spec, functools.partial(run_direction_fast, spec), params, X, states)
 
 
 FORWARDS = {"scratch": scratch_forward, "fast": fast_forward}
