@@ -25,11 +25,11 @@ from common.rungs import RUNG_INFO, ExplainConfig, gap_closed
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Each framework's rungs.RUNGS, known here without importing it (for the progress bar).
-FRAMEWORK_RUNGS = {"torch": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed",
+FRAMEWORK_RUNGS = {"torch": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "fast",
                              "builtin"),
-                   "mxnet": ("d2l", "fused", "hoisted", "onednn", "compiled", "hand_vjp",
+                   "mxnet": ("d2l", "fused", "hoisted", "onednn", "compiled", "hand_vjp", "fast",
                              "builtin"),
-                   "jax": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "builtin")}
+                   "jax": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "fast", "builtin")}
 
 
 @dataclass
@@ -69,7 +69,7 @@ class RungRecord:
 @dataclass
 class FloorRecord:
     """The products of one training step alone (common.rungs.PRODUCTS) in one framework at one
-    hidden size: the least time any of its scratch rungs can take."""
+    hidden size: the least time any of its hand-written rungs can take."""
 
     framework: str
     hidden: int

@@ -15,8 +15,8 @@ from common.rungs import PRODUCTS, RUNG_INFO, RUNG_ORDER
 
 NAMES = {"torch": "PyTorch", "mxnet": "MXNet Gluon", "jax": "JAX"}
 BUILTINS = {"torch": "`nn.LSTM`", "mxnet": "`gluon.rnn.LSTM`", "jax": "Flax's `OptimizedLSTMCell`"}
-SCRATCH_BOUND = 1.25   # issue 7: best scratch rung within 1.25x of the framework's built-in
-JAX_VS_FASTEST = 0.8   # issue 7: JAX scratch at least 0.8x the fastest built-in
+SCRATCH_BOUND = 1.25   # the bar: best hand-written rung within 1.25x of the framework's built-in
+JAX_VS_FASTEST = 0.8   # the bar: JAX fast at least 0.8x the fastest built-in
 
 
 def ladder(recs: List[dict]) -> Dict[tuple, Dict[str, dict]]:
@@ -44,10 +44,10 @@ def pct(x: Optional[float]) -> str:
     return "—" if x is None else f"{100 * x:.0f}%"
 
 
-def best_scratch(rungs: Dict[str, dict]) -> Optional[dict]:
+def best_hand_written(rungs: Dict[str, dict]) -> Optional[dict]:
     """The fastest rung that is not the built-in."""
-    scratch = [r for name, r in rungs.items() if name != "builtin"]
-    return max(scratch, key=lambda r: r["tokens_per_s"], default=None)
+    written = [r for name, r in rungs.items() if name != "builtin"]
+    return max(written, key=lambda r: r["tokens_per_s"], default=None)
 
 
 def steps_of(rungs: Dict[str, dict]) -> List[tuple]:
@@ -99,13 +99,13 @@ def _largest_step(framework: str, rungs: Dict[str, dict]) -> str:
     if not shares:
         return ""
     share, r = max(shares, key=lambda s: s[0])
-    return (f"Among the scratch rungs, the change that closes most of the gap is "
+    return (f"Among the hand-written rungs, the change that closes most of the gap is "
             f"\"{r['label']}\" ({RUNG_INFO[r['rung']].describe(framework)}): {pct(share)} of it.")
 
 
 def _in_short(rungs: Dict[str, dict]) -> str:
     """The one-sentence answer, its wording chosen by the numbers."""
-    best, builtin = best_scratch(rungs), rungs["builtin"]
+    best, builtin = best_hand_written(rungs), rungs["builtin"]
     if best is None or best.get("gap_closed") is None:
         return ""
     if best["gap_closed"] >= 1:
@@ -114,23 +114,23 @@ def _in_short(rungs: Dict[str, dict]) -> str:
                 "speed.")
     if best["gap_closed"] < 0.5:
         fewest = min(r["ops_per_step"] for name, r in rungs.items() if name != "builtin")
-        return (f"In short: the scratch-level changes close only {pct(best['gap_closed'])} of "
+        return (f"In short: the hand-written changes close only {pct(best['gap_closed'])} of "
                 "the gap; the built-in's speed comes mostly from its fused kernel, one "
-                f"operator for the whole sequence where every scratch rung runs at least "
+                f"operator for the whole sequence where every hand-written rung runs at least "
                 f"{num(fewest)} per time step.")
-    return (f"In short: the scratch-level changes close {pct(best['gap_closed'])} of the gap; "
+    return (f"In short: the hand-written changes close {pct(best['gap_closed'])} of the gap; "
             "the rest is the fused kernel's own.")
 
 
 def _remainder(rungs: Dict[str, dict]) -> str:
-    best, builtin = best_scratch(rungs), rungs["builtin"]
+    best, builtin = best_hand_written(rungs), rungs["builtin"]
     if best is None or best.get("gap_closed") is None:
         return ""
     ratio = best["tokens_per_s"] / builtin["tokens_per_s"]
     if ratio >= 1:
-        return (f"The best scratch rung, \"{best['label']}\", is {ratio:.2f}x the built-in's "
+        return (f"The best hand-written rung, \"{best['label']}\", is {ratio:.2f}x the built-in's "
                 "speed: these changes account for the whole gap.")
-    text = (f"The best scratch rung, \"{best['label']}\", reaches {ratio:.2f}x the built-in's "
+    text = (f"The best hand-written rung, \"{best['label']}\", reaches {ratio:.2f}x the built-in's "
             f"speed; the remaining {pct(1 - best['gap_closed'])} of the gap is what the built-in "
             "does beyond these changes")
     if builtin["framework"] == "jax":
@@ -146,22 +146,23 @@ def requirements(recs: List[dict]) -> str:
         here = {fw: rungs for (fw, d, h), rungs in table.items() if (d, h) == (device, hidden)}
         builtins = [rungs["builtin"] for rungs in here.values() if "builtin" in rungs]
         jax, at = here.get("jax", {}), where(device, hidden)
-        if "hand_vjp" in jax and builtins:
-            mine = jax["hand_vjp"]["tokens_per_s"]
+        jax_fast = jax.get("fast") or jax.get("hand_vjp")
+        if jax_fast and builtins:
+            mine = jax_fast["tokens_per_s"]
             if "builtin" in jax:
                 flax = mine / jax["builtin"]["tokens_per_s"]
-                lines.append(f"- {at}: JAX scratch (lax.scan, hand backward) / Flax built-in"
+                lines.append(f"- {at}: JAX fast (lax.scan, hand backward) / Flax built-in"
                              f" = {flax:.2f} (needs >= 1: {'met' if flax >= 1 else 'not met'})")
             fastest = max(builtins, key=lambda r: r["tokens_per_s"])
             vs = mine / fastest["tokens_per_s"]
-            lines.append(f"- {at}: JAX scratch / fastest built-in ({fastest['framework']}) "
+            lines.append(f"- {at}: JAX fast / fastest built-in ({fastest['framework']}) "
                          f"= {vs:.2f} (needs >= {JAX_VS_FASTEST}: "
                          f"{'met' if vs >= JAX_VS_FASTEST else 'not met'})")
         for fw, rungs in sorted(here.items()):
-            best = best_scratch(rungs)
+            best = best_hand_written(rungs)
             if best and "builtin" in rungs:
                 slow = rungs["builtin"]["tokens_per_s"] / best["tokens_per_s"]
-                lines.append(f"- {at}: {NAMES[fw]} built-in / best scratch rung "
+                lines.append(f"- {at}: {NAMES[fw]} built-in / best hand-written rung "
                              f"(\"{best['label']}\") = {slow:.2f} (needs <= {SCRATCH_BOUND}: "
                              f"{'met' if slow <= SCRATCH_BOUND else 'not met'})")
     return "\n".join(lines) or "(no complete ladder measured)"
@@ -172,7 +173,7 @@ def ms(seconds: float) -> str:
 
 
 def floors_text(recs: List[dict], floors: List[dict]) -> str:
-    """Per framework and size: the products alone against the time the bar allows a scratch
+    """Per framework and size: the products alone against the time the bar allows a hand-written
     step (the framework's built-in x 1.25; for JAX the fastest built-in / 0.8), every number
     from the records."""
     table, lines = ladder(recs), []
@@ -202,17 +203,17 @@ def floors_text(recs: List[dict], floors: List[dict]) -> str:
                 f"{f['median_s'] / ref['median_s']:.2f}x {whose} whole step of "
                 f"{ms(ref['median_s'])}; ")
         if f["median_s"] >= allowed:
-            text += (f"{bar} would be {ms(allowed)}: no scratch rung that runs these products "
+            text += (f"{bar} would be {ms(allowed)}: no hand-written rung that runs these products "
                      "one by one can meet the bar here.")
         else:
             text += (f"{bar} ({ms(allowed)}) leaves {ms(allowed - f['median_s'])} for every "
-                     "other operator of a scratch step.")
+                     "other operator of a hand-written step.")
         lines.append(text)
     if not lines:
         return ""
-    return "\n".join([f"Every scratch rung runs at least {PRODUCTS}. Timed alone, as the rungs "
+    return "\n".join([f"Every hand-written rung runs at least {PRODUCTS}. Timed alone, as the rungs "
                       "are, in each framework's fastest way of running them, they bound how close "
-                      "any scratch rung can come (GFLOP/s by `rnnbench speed`'s count of a "
+                      "any hand-written rung can come (GFLOP/s by `rnnbench speed`'s count of a "
                       "training step, common/flops.py):", ""] + lines)
 
 
@@ -281,10 +282,10 @@ def markdown(config: dict, recs: List[dict], floors: List[dict] = ()) -> str:
         rungs = table[(fw, device, hidden)]
         parts += [f"## {title}, {where(device, hidden)}", "", answer(fw, rungs), "",
                   ladder_table(rungs), ""]
-    parts += ["## Against issue 7's bars", "", requirements(recs), ""]
+    parts += ["## Against the speed bars", "", requirements(recs), ""]
     floor = floors_text(recs, list(floors))
     if floor:
-        parts += ["## The floor under the scratch rungs", "", floor, ""]
+        parts += ["## The floor under the hand-written rungs", "", floor, ""]
     parts += ["## Every record", "", summary_table(recs), "", "## Code paths", ""]
     seen = {}
     for r in recs:

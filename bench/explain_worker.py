@@ -8,7 +8,7 @@ framework is imported. It prints one JSON object per line: `{"event": "start", .
 rung begins and `{"event": "record", ...}` with its measurement (or its error) when it ends;
 a device the framework cannot see gives records with status "unavailable". After the rungs
 of each hidden size, `{"event": "floor", ...}`: the products alone (common.rungs.PRODUCTS),
-timed the same way, the least time any scratch rung of this framework can take.
+timed the same way, the least time any hand-written rung of this framework can take.
 
 Per rung and hidden size: a fresh model is timed first (so the first call carries its compile
 cost), its kernels counted, then another fresh model is checked against the built-in's loss,

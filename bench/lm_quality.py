@@ -56,7 +56,7 @@ class Model:
     def init(self) -> str:
         if self.init_name:
             return self.init_name
-        return "normal" if self.impl == "scratch" else "uniform"
+        return "normal" if self.impl != "builtin" else "uniform"
 
 
 PRESETS = {

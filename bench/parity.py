@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.tolerances import GROUPS, tolerance
 from common.backend import flatten_state, random_state
-from common.config import LayerSpec
+from common.config import IMPLS, LayerSpec
 from common.errors import BackendUnavailable, DeviceUnavailable, NotSupported, RnnbenchError
 from common.params import cast_params, init_params
 from common.registry import backend_names, get_backend
@@ -25,7 +25,6 @@ from common.registry import backend_names, get_backend
 CELL_VARIANTS = (("rnn", "reset_after"), ("lstm", "reset_after"),
                  ("gru", "reset_after"), ("gru", "reset_before"))
 RELU = ("rnn", "reset_after", "relu")  # the RNN with a ReLU in place of tanh
-IMPLS = ("scratch", "builtin")
 NOTE_SEP = " || "   # joins the reasons of both sides in a record's note
 SIZES = {"T": 6, "B": 3, "I": 5, "H": 7}   # distinct sizes so a transposed weight cannot fit
 

@@ -17,9 +17,9 @@ from typing import List, Optional
 
 import numpy as np
 
-from bench.parity import IMPLS, Case, ImplResult, PairRecord, attempt, compare
+from bench.parity import Case, ImplResult, PairRecord, attempt, compare
 from common.registry import backend_names, get_module
-from common.seq2seq import Seq2SeqConfig, init_seq2seq_params
+from common.seq2seq import SEQ2SEQ_IMPLS, Seq2SeqConfig, init_seq2seq_params
 
 # Distinct sizes, so that a transposed or misplaced weight cannot fit (E + H = 12 too).
 SIZES = {"Vs": 11, "Vt": 13, "E": 5, "H": 7, "L": 2, "B": 3, "Ts": 6, "T": 5, "greedy_steps": 6}
@@ -89,7 +89,8 @@ def run_impl(backend: str, impl: str, case: Case, inputs: dict, device: str = "c
 def case_records(case: Case, backends, device: str) -> List[PairRecord]:
     """Every implementation on a case, every pair compared; reset_before vs the built-ins."""
     inputs = case_inputs(case)
-    results = [run_impl(be, impl, case, inputs, device) for be in backends for impl in IMPLS]
+    results = [run_impl(be, impl, case, inputs, device) for be in backends
+               for impl in SEQ2SEQ_IMPLS]
     records = [compare(case, a, b, device) for a, b in itertools.combinations(results, 2)]
     if case.variant == "reset_before":
         scratch = [r for r in results if r.label.endswith("/scratch")]

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from bench import speed_records as rec
+from common.config import IMPLS
 from common.flops import gemm_bound_seconds
 from common.registry import backend_names
 
@@ -31,9 +32,9 @@ def impl_label(case) -> str:
 
 
 def impl_order(rows: Iterable) -> List[str]:
-    """torch, mxnet, jax; scratch before builtin; only those present."""
+    """torch, mxnet, jax; scratch, fast, builtin; only those present."""
     present = {impl_label(r.case) for r in rows}
-    order = [f"{b}/{i}" for b in backend_names() for i in ("scratch", "builtin")]
+    order = [f"{b}/{i}" for b in backend_names() for i in IMPLS]
     return [x for x in order if x in present] + sorted(present - set(order))
 
 

@@ -18,7 +18,9 @@ def add_train(sub, positive_int):
     p = sub.add_parser("train", help="train a character/word language model")
     a = p.add_argument
     a("--backend", choices=backend_names(), default="torch")
-    a("--impl", choices=IMPLS, default="scratch")
+    a("--impl", choices=IMPLS, default="scratch",
+      help="scratch (d2l's cell step by step), fast (fused, hoisted, hand-written backward) "
+           "or builtin (the framework's own layer)")
     a("--cell", choices=CELLS, default="rnn")
     a("--gru-variant", choices=GRU_VARIANTS, default="reset_after")
     a("--activation", choices=ACTIVATIONS, default="tanh",
@@ -62,7 +64,7 @@ def add_generate(sub, positive_int):
     a = p.add_argument
     a("checkpoint", help="checkpoint.safetensors (or an older checkpoint.npz) written by `rnnbench train`, any backend")
     a("--backend", choices=backend_names(), default="torch")
-    a("--impl", choices=IMPLS, help="scratch or builtin (default: as trained)")
+    a("--impl", choices=IMPLS, help="scratch, fast or builtin (default: as trained)")
     a("--prefix", required=True)
     a("--num-preds", type=positive_int, default=50)
     a("--alpha", type=_positive_float, default=None,

@@ -12,7 +12,7 @@ from typing import Dict, List
 import numpy as np
 
 from bench.lm_data import LMData, epoch_batches, load_corpus
-from common.config import LMConfig, TrainConfig
+from common.config import IMPLS, LMConfig, TrainConfig
 from common.errors import BackendUnavailable, NotSupported
 from common.params import init_lm_params
 from common.registry import get_backend, is_available
@@ -55,7 +55,7 @@ def drift_table(backends, cells=("rnn", "lstm", "gru"), dtypes=("float64", "floa
     rows, reference = [], reference_backend(backends)
     for dtype, cell in itertools.product(dtypes, cells):
         ref = losses(reference, "scratch", cell, data, steps, dtype)
-        for backend, impl in itertools.product(backends, ("scratch", "builtin")):
+        for backend, impl in itertools.product(backends, IMPLS):
             try:
                 got = losses(backend, impl, cell, data, steps, dtype)
             except (NotSupported, BackendUnavailable) as exc:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bench.cli import _positive_int
 from bench.train_cli import _positive_float
-from common.config import DTYPES, GRU_VARIANTS, IMPLS
+from common.config import DTYPES, GRU_VARIANTS
+from common.seq2seq import SEQ2SEQ_IMPLS
 
 
 def _dropout(text):
@@ -28,7 +29,7 @@ def add_translate(sub):
                                          "(d2l 1.0's settings) and translate")
     a = p.add_argument
     a("--backend", choices=backend_names(), default="torch")
-    a("--impl", choices=IMPLS, help="builtin (d2l's choice, the default) or scratch; with "
+    a("--impl", choices=SEQ2SEQ_IMPLS, help="builtin (d2l's choice, the default) or scratch; with "
                                     "--checkpoint, default: as trained")
     a("--gru-variant", choices=GRU_VARIANTS, default="reset_after",
       help="reset_before exists only in the scratch implementation")

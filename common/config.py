@@ -6,7 +6,7 @@ from dataclasses import dataclass
 CELLS = ("rnn", "lstm", "gru")
 GRU_VARIANTS = ("reset_after", "reset_before")
 ACTIVATIONS = ("tanh", "relu")  # the RNN cell's nonlinearity (LSTM and GRU are fixed: tanh)
-IMPLS = ("scratch", "builtin")
+IMPLS = ("scratch", "fast", "builtin")  # d2l's loop, the fast scratch, the framework's own
 DTYPES = ("float32", "float64")
 
 

@@ -59,13 +59,25 @@ RUNG_INFO: Dict[str, RungInfo] = {
         ("mxnet", "a hand-written backward (forward and backward loops each one hybridized "
                   "graph, autograd only for the head): the reverse loop carries only the state "
                   "gradients; the weight gradient as one FullyConnected over all steps"),
-        ("jax", "a hand-written backward (custom_vjp, the scratch layer's fast path): the "
+        ("jax", "a hand-written backward (custom_vjp, the `fast` layer's recurrence): the "
                 "reverse loop carries only the state gradients; the weight gradient as one "
                 "matmul over all steps"))),
     "packed": RungInfo("oneDNN packed", "the hand backward's recurrent products through oneDNN "
                        "with the weight packed once per call (torch.ops.mkldnn's "
                        "_reorder_linear_weight and _linear_pointwise, the inner product torch's "
                        "oneDNN paths run) instead of torch.matmul (MKL); the same arithmetic"),
+    "fast": RungInfo("fast impl", "the suite's `fast` implementation itself (layers.fast_forward: "
+                     "what `--impl fast` and the speed grid's fast column run, for every cell, "
+                     "depth and direction): the rungs above as one layer stack", (
+        ("torch", "the suite's `fast` implementation (layers.fast_forward): the oneDNN packed "
+                  "rung's loops, written for every cell, depth and direction; canonical "
+                  "parameters, gates fused on each call"),
+        ("mxnet", "the suite's `fast` implementation (layers.fast_forward): the hand backward's "
+                  "hybridized loops inside an autograd.Function, so autograd runs the head and "
+                  "the input projection; canonical parameters, gates fused on each call"),
+        ("jax", "the suite's `fast` implementation (layers.fast_forward): the hand backward "
+                "rung's custom_vjp scan, written for every cell, depth and direction; canonical "
+                "parameters, gates fused on each call"))),
     "builtin": RungInfo("built-in", "the framework's fused LSTM layer", (
         ("torch", "nn.LSTM: one fused kernel per layer (oneDNN on CPU, cuDNN on GPU)"),
         ("mxnet", "gluon.rnn.LSTM, hybridized: one fused kernel per layer (oneDNN on CPU, "
@@ -82,6 +94,9 @@ PRODUCTS = ("the products alone: T forward recurrent products (B, H) x (H, 4H), 
             "(B, 4H) x (4H, H), the recurrent weight gradient (H, T*B) x (T*B, 4H), the input "
             "projection (T*B, V) x (V, 4H) and its weight gradient, the output layer and its two "
             "gradients")
+
+# Rungs holding the canonical parameters as they are (the others fuse them, or use the built-in's).
+CANONICAL_RUNGS = ("d2l", "fast")
 
 # d2l's character LM (chapter 9): time machine characters, B=32, T=35, lr 1, clip 1.
 D2L_SIZES = {"batch": 32, "steps": 35, "vocab": 28}
@@ -163,10 +178,10 @@ def check_config(cfg: LMConfig) -> None:
 
 
 def canonical_grads(rung: str, cfg: LMConfig, named: Params, grads_from_native) -> Params:
-    """A rung's gradients by its own names -> canonical names: d2l's are canonical already,
-    the fused rungs' are split per gate, the built-in's layer goes through `grads_from_native`
+    """A rung's gradients by its own names -> canonical names: d2l's and fast's are canonical
+    already, the fused rungs' are split per gate, the built-in's layer goes through `grads_from_native`
     (the framework's chain rule) and its head stays as it is."""
-    if rung == "d2l":
+    if rung in CANONICAL_RUNGS:
         return dict(named)
     if rung != "builtin":
         return split_lstm(named)

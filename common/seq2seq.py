@@ -18,12 +18,14 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from .config import DTYPES, GRU_VARIANTS, IMPLS, LayerSpec, check_choice
+from .config import DTYPES, GRU_VARIANTS, LayerSpec, check_choice
 from .params import Params, check_params, param_shapes, sub_params
 
 SIDES = ("encoder", "decoder")
 HEAD_KEYS = ("encoder.embedding", "decoder.embedding", "decoder.W_hq", "decoder.b_q")
 INITS = ("xavier", "uniform")
+# The encoder-decoder runs d2l's scratch layers or the built-ins; it has no fast stack.
+SEQ2SEQ_IMPLS = ("scratch", "builtin")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Seq2SeqConfig:
     gru_variant: str = "reset_after"
 
     def __post_init__(self):
-        check_choice("impl", self.impl, IMPLS)
+        check_choice("impl", self.impl, SEQ2SEQ_IMPLS)
         check_choice("GRU variant", self.gru_variant, GRU_VARIANTS)
         for name in ("src_vocab_size", "tgt_vocab_size", "embed_size", "hidden_size",
                      "num_layers"):

@@ -2,7 +2,7 @@
 `LMBackend` protocol over `lm.py` and `train.py` (a model handle is an `lm.JaxLM`).
 
 NumPy in, NumPy out, in the layer's dtype. A layer handle holds the parameters as device arrays:
-canonical names for scratch, Flax's flat native names (convert.py) for builtin, so that the
+canonical names for scratch and fast, Flax's flat native names (convert.py) for builtin, so that the
 built-in's gradients are taken with respect to its own parameters. No state is kept in it.
 
 Every call runs inside `devices.compute_scope` (x64 only for float64, "highest" matmul
@@ -31,18 +31,17 @@ from common.params import Params, cast_params, check_params, lm_param_shapes, pa
 from . import lm, train
 from .convert import from_native, grads_from_native, to_native
 from .devices import compute_scope, device_names, resolve_device
-from .layers import (builtin_code_path, builtin_forward, make_builtin, scratch_code_path,
-                     scratch_forward)
+from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
 
 THREAD_VARS = ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "TF_CPP_MIN_LOG_LEVEL", "JAX_PLATFORMS", "JAX_ENABLE_X64")
 
 
 def run_layer(spec: LayerSpec, impl: str, params, X, states):
-    """`X: (T, B, I)` -> `(Y, finals)` through the scratch scan or Flax's layers."""
-    if impl == "scratch":
-        return scratch_forward(spec, params, X, states)
-    return builtin_forward(spec, params, X, states)
+    """`X: (T, B, I)` -> `(Y, finals)` through a scratch stack of `impl` or Flax's layers."""
+    if impl == "builtin":
+        return builtin_forward(spec, params, X, states)
+    return forward_of(impl)(spec, params, X, states)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -113,7 +112,7 @@ def _versions() -> dict:
 
 
 class JaxBackend:
-    """JAX: scratch cells under `lax.scan`, or Flax linen's `nn.RNN` over its built-in cells."""
+    """JAX: d2l's cells or the fast scratch under `lax.scan`, or Flax linen's `nn.RNN` over its built-in cells."""
 
     name = "jax"
 
@@ -134,18 +133,20 @@ class JaxBackend:
         check_choice("dtype", dtype, DTYPES)
         check_params(params, param_shapes(spec))
         params, dev = cast_params(params, dtype), resolve_device(device)
-        layer = JaxLayer(spec, impl, dtype, dev, code_path=scratch_code_path(dev.platform, spec))
+        layer = JaxLayer(spec, impl, dtype, dev)
         if impl == "builtin":
             make_builtin(spec)  # raises NotSupported for a variant Flax lacks
             params = to_native(spec, params)
             layer.code_path = builtin_code_path(spec, dev.platform)
+        else:
+            layer.code_path = code_path_of(impl, dev.platform, spec)
         with layer.scope():
             layer.params = {k: layer.array(v) for k, v in params.items()}
         return layer
 
     def get_params(self, layer: JaxLayer) -> Params:
         arrays = to_numpy(layer.params)
-        return arrays if layer.impl == "scratch" else from_native(layer.spec, arrays)
+        return arrays if layer.impl != "builtin" else from_native(layer.spec, arrays)
 
     def forward(self, layer: JaxLayer, X: np.ndarray, state: Optional[list] = None):
         with layer.scope():

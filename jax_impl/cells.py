@@ -101,6 +101,16 @@ def gru_pointwise(q, xp, hh, H):
     return Z * H + (1 - Z) * H_tilde
 
 
+def reset_before_fused_step(p, xp, H):
+    """The reset_before GRU from `xp: (B, 3H)` (gates z, r, h, input side with biases) and
+    fused `p["W_h"]: (H, 3H)`, `p["b_hn"]`: `H @ W_h` for z and r, then `(R * H) @ W_hh`."""
+    n = H.shape[-1]
+    ZR = sigmoid(xp[..., :2 * n] + H @ p["W_h"][:, :2 * n])
+    Z, R = ZR[..., :n], ZR[..., n:]
+    H_tilde = jnp.tanh(xp[..., 2 * n:] + (R * H) @ p["W_h"][:, 2 * n:] + p["b_hn"])
+    return Z * H + (1 - Z) * H_tilde
+
+
 SPLITS = {"rnn": Split(rnn_pointwise, True), "lstm": Split(lstm_pointwise, True),
           "gru": Split(gru_pointwise, False)}
 RELU_SPLIT = Split(rnn_relu_pointwise, True)

@@ -1,11 +1,14 @@
-"""Recurrent layers in JAX: the scratch driver (`lax.scan` over time) and Flax's built-ins.
+"""Recurrent layers in JAX: the two scratch stacks (`lax.scan` over time) and Flax's built-ins.
 
-The scratch stack runs each direction through the fast path where the cell splits (RNN, LSTM,
-reset_after GRU; cells.split_of): the input projection of every step and gate hoisted into one
-matmul, then recurrence.scan_split, a `lax.scan` with a hand-written backward. The reset_before
-GRU (and `run_direction`, for any step function) scan the step itself under autodiff.
+`scratch_forward` is d2l's algorithm: the cell of cells.py applied step by step under
+`lax.scan`, gradients by autodiff. `fast_forward` is the fast scratch stack, built by the same
+recipe in every framework: the gates fused, the input projection of every step hoisted into one
+matmul, then recurrence.scan_split, a `lax.scan` with a hand-written backward, for the cells
+that split (RNN, LSTM, reset_after GRU; cells.split_of). The reset_before GRU has no split form
+(its recurrent product is `(R * H) @ W_hh`), so its fast stack hoists and fuses the same way but
+scans the step under autodiff; its code path says so.
 
-Both are pure functions of (parameters, X, states), differentiable with `jax.vjp`/`jax.grad`
+All are pure functions of (parameters, X, states), differentiable with `jax.vjp`/`jax.grad`
 and not jitted here, so that a bigger model's jitted forward can call them. Shapes:
 `X: (T, B, I)` -> `Y: (T, B, H*D)`; states follow the contract's layout (a list over l0, l0_rev,
 l1, ... of `(B, H)` arrays, LSTM pairs `(H, C)`); `None` states mean zeros.
@@ -29,7 +32,7 @@ from common.config import LayerSpec
 from common.errors import NotSupported
 from common.params import prefixes, sub_params
 
-from .cells import SPLIT_GATES, split_of, step_fn
+from .cells import SPLIT_GATES, reset_before_fused_step, split_of, step_fn
 from .recurrence import scan_split
 
 BUILTINS = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
@@ -74,17 +77,19 @@ def run_direction_split(cell: str, split, p, X, state, reverse=False):
     return scan_split(split, reverse, W_h, q, XP, state)
 
 
-def scratch_forward(spec: LayerSpec, params, X, states=None):
-    """The stack from cells: `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros.
+def run_direction_hoisted(cell: str, p, X, state, reverse=False):
+    """`run_direction` over the fused, hoisted reset_before GRU step, under autodiff."""
+    W_x, W_h, b, q = fused_weights(cell, p)
+    fused = {"W_h": W_h, **q}
+    return run_direction(reset_before_fused_step, fused, X @ W_x + b, state, reverse)
+
+
+def stack_forward(spec: LayerSpec, run, params, X, states=None):
+    """The stack of `run(p, X, state, reverse) -> (Y, final)` per (layer, direction):
+    `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros.
 
     `params`: canonical names (with prefixes) -> arrays.
     """
-    split = split_of(spec.cell, spec.gru_variant, spec.activation)
-    if split is None:
-        run = functools.partial(run_direction, step_fn(spec.cell, spec.gru_variant,
-                                                       spec.activation))
-    else:
-        run = functools.partial(run_direction_split, spec.cell, split)
     states = zero_states(spec, X) if states is None else states
     pre, D = prefixes(spec), spec.num_directions
     finals, inputs = [], X
@@ -99,16 +104,53 @@ def scratch_forward(spec: LayerSpec, params, X, states=None):
     return inputs, finals
 
 
+def scratch_forward(spec: LayerSpec, params, X, states=None):
+    """d2l's stack: the cell step by step under `lax.scan`, backward by autodiff."""
+    run = functools.partial(run_direction, step_fn(spec.cell, spec.gru_variant, spec.activation))
+    return stack_forward(spec, run, params, X, states)
+
+
+def run_direction_fast(spec: LayerSpec, p, X, state, reverse=False):
+    """One direction of the fast stack: `X: (T, B, I)` -> `(Y: (T, B, H), final state)`."""
+    split = split_of(spec.cell, spec.gru_variant, spec.activation)
+    if split is None:
+        return run_direction_hoisted(spec.cell, p, X, state, reverse)
+    return run_direction_split(spec.cell, split, p, X, state, reverse)
+
+
+def fast_forward(spec: LayerSpec, params, X, states=None):
+    """The fast stack: gates fused, input projection hoisted, hand-written backward."""
+    return stack_forward(spec, functools.partial(run_direction_fast, spec), params, X, states)
+
+
+FORWARDS = {"scratch": scratch_forward, "fast": fast_forward}
+
+
+def forward_of(impl: str):
+    """The stack over canonical parameters of `impl` ("scratch" or "fast")."""
+    return FORWARDS[impl]
+
+
 def builtin_name(cell: str) -> str:
     return f"flax.linen.{BUILTINS[cell].__name__}"
 
 
-def scratch_code_path(platform: str, spec: LayerSpec = None) -> str:
-    """The scratch stack's code; with `spec`, whether its cell takes the fast path."""
-    if spec is not None and split_of(spec.cell, spec.gru_variant) is not None:
-        return (f"scratch cells under lax.scan (input projection hoisted, hand-written "
-                f"backward: custom_vjp), jitted, XLA {platform}")
-    return f"scratch cells under lax.scan, jitted, XLA {platform}"
+def scratch_code_path(platform: str) -> str:
+    """d2l's algorithm: its cells under `lax.scan`, autodiff backward."""
+    return f"scratch cells under lax.scan (autodiff backward), jitted, XLA {platform}"
+
+
+def fast_code_path(platform: str, spec: LayerSpec) -> str:
+    """The fast stack; whether its cell takes the hand-written backward."""
+    head = "fast scratch: gates fused, input projection hoisted, lax.scan"
+    if split_of(spec.cell, spec.gru_variant) is not None:
+        return f"{head}, hand-written backward (custom_vjp), jitted, XLA {platform}"
+    return f"{head}, autodiff backward (reset_before has no split form), jitted, XLA {platform}"
+
+
+def code_path_of(impl: str, platform: str, spec: LayerSpec) -> str:
+    """The code a canonical stack of `impl` runs (for records)."""
+    return fast_code_path(platform, spec) if impl == "fast" else scratch_code_path(platform)
 
 
 def builtin_code_path(spec: LayerSpec, platform: str) -> str:
@@ -161,7 +203,8 @@ def make_builtin(spec: LayerSpec, dtype=jnp.float32) -> BuiltinStack:
     if spec.cell == "gru" and spec.gru_variant != "reset_after":
         raise NotSupported(
             f"{builtin_name('gru')} computes only the reset_after candidate "
-            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs impl='scratch'")
+            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs "
+            "impl='scratch' or 'fast'")
     return BuiltinStack(spec, dtype)
 
 

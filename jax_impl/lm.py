@@ -1,12 +1,12 @@
 """The character language model in JAX: pure functions over explicit parameters.
 
 ids `(B, T)` -> inputs `(T, B, I)` (d2l's one-hot of `ids.T`, or a lookup in `embedding (V, E)`)
--> the layer stack (scratch `lax.scan` driver or Flax's `nn.RNN`) -> `Y @ W_hq + b_q` -> logits
+-> the layer stack (a scratch `lax.scan` stack, d2l's or fast, or Flax's `nn.RNN`) -> `Y @ W_hq + b_q` -> logits
 `(B, T, V)`; the loss is the mean cross-entropy over all B*T positions. State goes in and comes
 out in the contract's layout; `JaxLM` holds parameters only, never a hidden state.
 
-Parameters are one flat dict (a pytree): canonical names for the head (and for scratch the layer
-stack too); for builtin the layer stack under Flax's native names (convert.py), so gradients
+Parameters are one flat dict (a pytree): canonical names for the head (and for scratch and fast the
+layer stack too); for builtin the layer stack under Flax's native names (convert.py), so gradients
 and updates are taken with respect to the built-in's own parameters. Every call runs inside
 `JaxLM.scope()` (x64 only for float64, as the layer adapter does) and creates its arrays there.
 `forward_jit` and `loss_and_grads` are jitted once at module level with `cfg` static, so JAX's
@@ -29,8 +29,7 @@ from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
 
 from .convert import from_native, grads_from_native, to_native
 from .devices import compute_scope
-from .layers import (builtin_code_path, builtin_forward, make_builtin, scratch_code_path,
-                     scratch_forward)
+from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
 
 HEAD_KEYS = LM_HEAD_KEYS  # canonical keys outside the layer stack
 
@@ -53,7 +52,7 @@ def lm_forward(cfg: LMConfig, params, ids: jax.Array, state=None):
     if cfg.impl == "builtin":
         Y, finals = builtin_forward(cfg.layer_spec, layer, X, state)
     else:
-        Y, finals = scratch_forward(cfg.layer_spec, layer, X, state)
+        Y, finals = forward_of(cfg.impl)(cfg.layer_spec, layer, X, state)
     logits = Y @ params["W_hq"] + params["b_q"]  # (T, B, V)
     return jnp.swapaxes(logits, 0, 1), finals
 
@@ -138,7 +137,7 @@ class JaxLM:
 
     def canonical(self, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
         """NumPy arrays named as `params` -> canonical names (gradients by the chain rule)."""
-        if self.cfg.impl == "scratch":
+        if self.cfg.impl != "builtin":
             return dict(named)
         return lm_canonical(self.cfg.layer_spec, named, grads_from_native if grads else from_native)
 
@@ -153,13 +152,14 @@ def build_lm(cfg: LMConfig, params: Params, dtype: str, device: jax.Device) -> J
     Builtin: the layer stack is renamed into Flax's layout once and stays there while training;
     only the head stays canonical. Raises `NotSupported` as `make_builtin` does.
     """
-    code_path = scratch_code_path(device.platform, cfg.layer_spec)
     if cfg.impl == "builtin":
         make_builtin(cfg.layer_spec)  # raises NotSupported for a variant Flax lacks
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
         head = {k: v for k, v in params.items() if k in HEAD_KEYS}
         params = {**to_native(cfg.layer_spec, layer), **head}
         code_path = builtin_code_path(cfg.layer_spec, device.platform)
+    else:
+        code_path = code_path_of(cfg.impl, device.platform, cfg.layer_spec)
     model = JaxLM(cfg, dtype, device, {}, code_path + "; output layer jnp.matmul in the same jit")
     with model.scope():
         model.params = {k: to_device(v, dtype) for k, v in params.items()}

@@ -8,7 +8,8 @@ clipping, SGD. Only the recurrent layer differs. The first three rungs run op by
 eager mode, the counterpart of torch's and Gluon's imperative loops: d2l's own JAX code jits
 an unrolled Python loop instead, which took seconds to compile); the others jit the whole
 step around a `lax.scan` (`compiled`: backward by autodiff; `hand_vjp`: recurrence.scan_split,
-the scratch layer's fast path) or Flax's `nn.RNN` (`builtin`).
+the recurrence of the `fast` layer; `fast`: that layer stack itself, layers.fast_forward) or
+Flax's `nn.RNN` (`builtin`).
 """
 from __future__ import annotations
 
@@ -24,17 +25,18 @@ import numpy as np
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
-from common.rungs import canonical_grads, check_config, fuse_lstm
+from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm
 
 from .cells import SPLITS, lstm_pointwise, lstm_step
 from .convert import grads_from_native, to_native
 from .devices import compute_scope, device_names, resolve_device
-from .layers import builtin_code_path, builtin_forward, run_direction
+from .layers import (builtin_code_path, builtin_forward, fast_code_path, fast_forward,
+                     run_direction)
 from .lm import HEAD_KEYS, cross_entropy
 from .recurrence import scan_split
 from .train import clip_gradients
 
-RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "builtin")
+RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "fast", "builtin")
 EAGER = ("d2l", "fused", "hoisted")
 # HLO instructions that launch no kernel.
 NOT_KERNELS = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "after-all"}
@@ -76,8 +78,14 @@ def compiled_layer(p, X, state):
 
 
 def hand_vjp_layer(p, X, state):
-    """The hoisted loop with the hand-written backward (the scratch layer's fast path)."""
+    """The hoisted loop with the hand-written backward (the `fast` layer's recurrence)."""
     return scan_split(SPLITS["lstm"], False, p["W_h"], {}, X @ p["W_x"] + p["b"], state)
+
+
+def fast_layer(spec, p, X, state):
+    """The suite's `fast` layer stack on the canonical parameters."""
+    Y, [final] = fast_forward(spec, p, X, [state])
+    return Y, final
 
 
 def builtin_layer(spec, p, X, state):
@@ -88,6 +96,8 @@ def builtin_layer(spec, p, X, state):
 
 LAYERS = {"d2l": d2l_layer, "fused": fused_layer, "hoisted": hoisted_layer,
           "compiled": compiled_layer, "hand_vjp": hand_vjp_layer}
+# Rungs whose layer also takes the layer spec.
+SPEC_LAYERS = {"fast": fast_layer, "builtin": builtin_layer}
 CODE_PATHS = {"d2l": "Python loop, JAX ops dispatched one by one, 8 matmuls per step",
               "fused": "Python loop, JAX ops dispatched one by one, 2 matmuls per step",
               "hoisted": "input matmul hoisted, Python loop, op by op, 1 matmul per step",
@@ -100,8 +110,10 @@ def loss_fn(rung: str, cfg: LMConfig, params, ids, targets):
     """`(mean cross-entropy, logits (B, T, V))` from the zero state; `ids, targets: (B, T)`."""
     X = jax.nn.one_hot(ids.T, cfg.vocab_size, dtype=params["W_hq"].dtype)  # d2l: (T, B, V)
     zeros = jnp.zeros((X.shape[1], cfg.hidden_size), X.dtype)
-    layer = (functools.partial(builtin_layer, cfg.layer_spec) if rung == "builtin"
-             else LAYERS[rung])
+    if rung in SPEC_LAYERS:
+        layer = functools.partial(SPEC_LAYERS[rung], cfg.layer_spec)
+    else:
+        layer = LAYERS[rung]
     Y, _ = layer(params, X, (zeros, zeros))
     logits = jnp.swapaxes(Y @ params["W_hq"] + params["b_q"], 0, 1)
     return cross_entropy(logits, targets), logits
@@ -162,8 +174,8 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
                  **{k: v for k, v in params.items() if k in HEAD_KEYS}}
         path = builtin_code_path(cfg.layer_spec, dev.platform) + ", step jitted"
     else:
-        named = params if rung == "d2l" else fuse_lstm(params)
-        path = CODE_PATHS[rung]
+        named = params if rung in CANONICAL_RUNGS else fuse_lstm(params)
+        path = CODE_PATHS.get(rung) or fast_code_path(dev.platform, cfg.layer_spec)
     model = JaxRung(rung, cfg, dtype, dev, {}, path)
     with model.scope():
         model.params = {k: jnp.asarray(np.asarray(v), dtype=dtype) for k, v in named.items()}

@@ -47,7 +47,7 @@ def train_step(cfg, optimizer: str, params, opt_state, ids, targets, state, hype
     """
     (loss, finals), grads = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
         cfg, params, ids, targets, state)
-    held = redundant_bias_keys(cfg.layer_spec) if cfg.impl == "scratch" else ()
+    held = redundant_bias_keys(cfg.layer_spec) if cfg.impl != "builtin" else ()
     grads = {k: jnp.zeros_like(g) if k in held else g for k, g in grads.items()}
     if "clip" in hyper:
         grads = clip_gradients(grads, hyper["clip"])

@@ -19,7 +19,8 @@ from common.params import cast_params, check_params, lm_param_shapes, param_shap
 from . import convert, lm, train
 from ._mx import mx
 from .devices import device_name, resolve_device
-from .layers import builtin_forward, make_builtin, native_arrays, scratch_forward, to_nd
+from .layers import (builtin_forward, code_path_of, forward_of, make_builtin, native_arrays,
+                     to_nd)
 
 FEATURES = ("MKLDNN", "ONEDNN", "CUDA", "CUDNN", "NCCL", "OPENMP", "BLAS_OPEN", "BLAS_MKL",
             "BLAS_ATLAS", "LAPACK")
@@ -27,7 +28,8 @@ FEATURES = ("MKLDNN", "ONEDNN", "CUDA", "CUDNN", "NCCL", "OPENMP", "BLAS_OPEN", 
 
 @dataclass
 class MXNetLayer:
-    """A built layer: `params` (canonical name -> nd) for scratch, `net` (Gluon block) for builtin.
+    """A built layer: `params` (canonical name -> nd) for scratch and fast, `net` (Gluon block)
+    for builtin.
 
     `hybridized` and `code_path` record which code runs, for parity and speed records.
     """
@@ -94,9 +96,9 @@ def _dstate(state_nd):
 
 def run_layer(layer, X, state):
     """Forward on nd arrays, dispatching on the impl."""
-    if layer.impl == "scratch":
-        return scratch_forward(layer.spec, layer.params, X, state)
-    return builtin_forward(layer.net, layer.spec, X, state)
+    if layer.impl == "builtin":
+        return builtin_forward(layer.net, layer.spec, X, state)
+    return forward_of(layer.impl)(layer.spec, layer.params, X, state)
 
 
 def _probe(layer):
@@ -122,7 +124,8 @@ def openmp_counts():
 
 
 class MXNetBackend:
-    """MXNet 1.9 Gluon: `scratch` = Python loop over `mx.nd`; `builtin` = `gluon.rnn` layers."""
+    """MXNet 1.9 Gluon: `scratch` = Python loop over `mx.nd`; `fast` = fused, hoisted,
+    hybridized loops with a hand-written backward; `builtin` = `gluon.rnn` layers."""
 
     name = "mxnet"
 
@@ -151,7 +154,7 @@ class MXNetBackend:
         if impl == "builtin" and spec.cell == "gru" and spec.gru_variant == "reset_before":
             raise NotSupported(
                 "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
-                "(R * (H W_hh + b_hn)); reset_before exists only in the scratch implementation")
+                "(R * (H W_hh + b_hn)); reset_before needs impl='scratch' or 'fast'")
         ctx = resolve_device(device)
         layer = MXNetLayer(spec, impl, dtype, device_name(ctx), ctx)
         try:
@@ -165,9 +168,9 @@ class MXNetBackend:
 
     def _fill(self, layer, params):
         """Put the parameters where `layer.impl` keeps them."""
-        if layer.impl == "scratch":
+        if layer.impl != "builtin":
             layer.params = {k: _to_nd(v, layer) for k, v in params.items()}
-            layer.code_path = "python loop over mx.nd (nd.dot, bundled OpenBLAS), imperative"
+            layer.code_path = code_path_of(layer.impl, layer.spec)
             return
         native = convert.to_native(layer.spec, params)
         layer.net = make_builtin(layer.spec, native, layer.dtype, layer.ctx, hybridize=True)
@@ -176,7 +179,7 @@ class MXNetBackend:
 
     def get_params(self, layer):
         """The layer's parameters in canonical form (NumPy, the layer's dtype)."""
-        if layer.impl == "scratch":
+        if layer.impl != "builtin":
             return {k: v.asnumpy() for k, v in layer.params.items()}
         return convert.from_native(layer.spec, native_arrays(layer.net))
 
@@ -204,11 +207,11 @@ class MXNetBackend:
     @staticmethod
     def _grad_params(layer):
         """Scratch parameters need attach_grad; Gluon's own carry grad_req='write' already."""
-        return list(layer.params.values()) if layer.impl == "scratch" else []
+        return list(layer.params.values()) if layer.impl != "builtin" else []
 
     @staticmethod
     def _grads(layer):
-        if layer.impl == "scratch":
+        if layer.impl != "builtin":
             return {k: v.grad.asnumpy() for k, v in layer.params.items()}
         return convert.grads_from_native(layer.spec, native_arrays(layer.net, grads=True))
 
@@ -224,7 +227,7 @@ class MXNetBackend:
         if cfg.impl == "builtin" and spec.cell == "gru" and spec.gru_variant == "reset_before":
             raise NotSupported(
                 "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
-                "(R * (H W_hh + b_hn)); reset_before exists only in the scratch implementation")
+                "(R * (H W_hh + b_hn)); reset_before needs impl='scratch' or 'fast'")
         ctx = resolve_device(device)
         code_path = builtin_code_path(spec, dtype, ctx) if cfg.impl == "builtin" else ""
         try:

@@ -1,7 +1,7 @@
 """The character language model in MXNet: pure functions over explicit parameters.
 
 ids `(B, T)` -> inputs `(T, B, I)` (d2l's one-hot of `ids.T`, or a lookup in `embedding (V, E)`)
--> the layer stack (scratch driver or Gluon's fused `rnn.RNN/LSTM/GRU`) -> `Y @ W_hq + b_q` ->
+-> the layer stack (a scratch stack, d2l's or fast, or Gluon's fused `rnn.RNN/LSTM/GRU`) -> `Y @ W_hq + b_q` ->
 logits `(B, T, V)`; the loss is the mean cross-entropy over all B*T positions. State goes in and
 comes out in the contract's layout; `MXNetLM` holds parameters only, never a hidden state.
 """
@@ -17,12 +17,11 @@ from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
 
 from ._mx import mx
 from .convert import from_native, grads_from_native, to_native
-from .layers import builtin_forward, make_builtin, scratch_forward, to_nd
+from .layers import builtin_forward, code_path_of, forward_of, make_builtin, to_nd
 
 nd = mx.nd
 
 HEAD_KEYS = LM_HEAD_KEYS  # canonical keys outside the layer stack
-SCRATCH_CODE_PATH = "python loop over mx.nd (nd.dot, bundled OpenBLAS), imperative"
 HEAD_CODE_PATH = "; output layer nd.FullyConnected, imperative"
 
 
@@ -60,7 +59,7 @@ def lm_forward(cfg: LMConfig, params, ids, state=None, net=None):
             X.attach_grad()
         Y, finals = builtin_forward(net, cfg.layer_spec, X, state)
     else:
-        Y, finals = scratch_forward(cfg.layer_spec, params, X, state)
+        Y, finals = forward_of(cfg.impl)(cfg.layer_spec, params, X, state)
     return nd.swapaxes(output_layer(params, Y), 0, 1), finals
 
 
@@ -81,7 +80,7 @@ def detach_state(states) -> List:
 @dataclass
 class MXNetLM:
     """A language model's parameters: Gluon `Parameter`s by canonical name in `params` (the
-    head, and for scratch the layer stack too) and, for builtin, the fused Gluon layer `net`."""
+    head, and for scratch and fast the layer stack too) and, for builtin, the fused Gluon layer `net`."""
 
     cfg: LMConfig
     dtype: str
@@ -156,9 +155,9 @@ def build_lm(cfg: LMConfig, params: Params, dtype: str, ctx, code_path: str = ""
     there while training; only the head stays canonical.
     """
     as_params = lambda keys: {k: make_parameter(k, params[k], dtype, ctx) for k in keys}
-    if cfg.impl == "scratch":
+    if cfg.impl != "builtin":
         return MXNetLM(cfg, dtype, ctx, as_params(params),
-                       code_path=SCRATCH_CODE_PATH + HEAD_CODE_PATH)
+                       code_path=code_path_of(cfg.impl, cfg.layer_spec) + HEAD_CODE_PATH)
     layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
     net = make_builtin(cfg.layer_spec, to_native(cfg.layer_spec, layer), dtype, ctx)
     head = [k for k in params if k in HEAD_KEYS]

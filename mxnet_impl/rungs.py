@@ -22,21 +22,22 @@ import numpy as np
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
-from common.rungs import FUSED_KEYS, canonical_grads, check_config, fuse_lstm
+from common.rungs import CANONICAL_RUNGS, FUSED_KEYS, canonical_grads, check_config, fuse_lstm
 
 from ._mx import mx
 from .adapter import builtin_code_path, openmp_counts
 from .cells import lstm_step
 from .convert import grads_from_native, to_native
 from .devices import device_name, resolve_device
-from .layers import builtin_forward, make_builtin, run_direction, to_nd
+from .layers import (builtin_forward, fast_code_path, fast_forward, make_builtin, run_direction,
+                     to_nd)
 from .lm import HEAD_KEYS, cross_entropy, output_layer
-from .recurrence import make_loops
+from .recurrence import cached_blocks, make_loops
 
 nd = mx.nd
 
 HYBRIDIZE = {"static_alloc": True, "static_shape": True}
-RUNGS = ("d2l", "fused", "hoisted", "onednn", "compiled", "hand_vjp", "builtin")
+RUNGS = ("d2l", "fused", "hoisted", "onednn", "compiled", "hand_vjp", "fast", "builtin")
 # rungs storing W_x, W_h as (4H, in), as FullyConnected wants them
 TRANSPOSED = ("onednn", "compiled", "hand_vjp")
 # Engine bookkeeping in the profiler's operator table, not kernels.
@@ -127,20 +128,28 @@ def compiled_layer(model, X, H, C):
     return model.net(X, H, C)
 
 
+def fast_layer(model, X, H, C):
+    """The suite's `fast` layer stack on the canonical parameters."""
+    Y, [(H, C)] = fast_forward(model.cfg.layer_spec, model.arrays(), X, [(H, C)])
+    return Y, H, C
+
+
 def builtin_layer(model, X, H, C):
     Y, [(H, C)] = builtin_forward(model.net, model.cfg.layer_spec, X, [(H, C)])
     return Y, H, C
 
 
 LAYERS = {"d2l": d2l_layer, "fused": fused_layer, "hoisted": hoisted_layer,
-          "onednn": onednn_layer, "compiled": compiled_layer, "builtin": builtin_layer}
+          "onednn": onednn_layer, "compiled": compiled_layer, "fast": fast_layer,
+          "builtin": builtin_layer}
 CODE_PATHS = {"d2l": "Python loop, imperative mx.nd, nd.dot (bundled OpenBLAS), 8 per step",
               "fused": "Python loop, imperative mx.nd, nd.dot (bundled OpenBLAS), 2 per step",
               "hoisted": "input nd.dot hoisted, Python loop, imperative, 1 nd.dot per step",
               "onednn": "input hoisted, Python loop, imperative, FullyConnected (oneDNN)",
               "compiled": "input hoisted, FullyConnected loop in a HybridBlock, "
                           "hybridize(static_alloc, static_shape)",
-              "hand_vjp": "input hoisted, autograd.Function with hand-written backward, "
+              "hand_vjp": "input hoisted, hand-written backward called by hand (autograd for the "
+                          "head only), "
                           "forward and backward loops hybridized, FullyConnected"}
 
 
@@ -159,7 +168,9 @@ class MXNetRung:
     loops: Tuple = ()  # the hand_vjp rung's hybridized forward and backward loops
 
     def blocks(self) -> list:
-        """Every hybridized block the rung runs."""
+        """Every hybridized block the rung runs (the fast rung's: those it has made so far)."""
+        if self.rung == "fast":
+            return cached_blocks("lstm", self.cfg.hidden_size)
         return ([self.net] if self.net is not None else []) + list(self.loops)
 
     def arrays(self) -> Dict[str, object]:
@@ -226,7 +237,7 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
         net = _build_net(rung, cfg, params, dtype, ctx, steps)
         path = CODE_PATHS.get(rung) or builtin_code_path(cfg.layer_spec, dtype, ctx)
         return MXNetRung(rung, cfg, dtype, ctx, {**head, **_block_leaves(net, ctx)}, net, path)
-    if rung == "d2l":
+    if rung in CANONICAL_RUNGS:
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
     else:
         layer = {k: v for k, v in fuse_lstm(params).items() if k in FUSED_KEYS}
@@ -234,7 +245,8 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
             layer = {k: (v.T if k in ("W_x", "W_h") else v) for k, v in layer.items()}
     loops = make_loops(cfg.hidden_size, steps, HYBRIDIZE) if rung == "hand_vjp" else ()
     return MXNetRung(rung, cfg, dtype, ctx, {**head, **_attached(layer, dtype, ctx)},
-                     code_path=CODE_PATHS[rung], loops=loops)
+                     code_path=CODE_PATHS.get(rung) or fast_code_path(cfg.layer_spec),
+                     loops=loops)
 
 
 def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
@@ -329,11 +341,11 @@ def count_ops(model: MXNetRung, step: Callable[[], object]):
     """Operators one training step runs -> `(count, how it was counted)`, from MXNet's
     profiler, engine bookkeeping left out. A hybridized block runs its operators in bulk
     segments, which the profiler lists under one truncated name, so it is counted with bulking
-    off (under autograd) or run imperatively (the hand_vjp rung's loops, which run outside
-    autograd, where bulking has no switch): the same operators, one engine call each. The
-    blocks are hybridized as before afterwards."""
+    off (under autograd) or run imperatively (the hand_vjp and fast rungs' loops, which run
+    outside autograd, where bulking has no switch): the same operators, one engine call each.
+    The blocks are hybridized as before afterwards."""
     for block in model.blocks():
-        if model.rung == "hand_vjp":
+        if model.rung in ("hand_vjp", "fast"):
             block.hybridize(active=False)
         else:
             block.hybridize(**HYBRIDIZE, forward_bulk_size=1, backward_bulk_size=1)

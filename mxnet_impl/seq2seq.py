@@ -28,8 +28,8 @@ from ._mx import mx
 from .adapter import builtin_code_path, mxnet_error_text
 from .convert import NATIVE_GATES, from_native, grads_from_native, to_native
 from .devices import resolve_device
-from .layers import builtin_forward, make_builtin, scratch_forward, to_nd
-from .lm import SCRATCH_CODE_PATH, make_parameter, output_layer
+from .layers import SCRATCH_CODE_PATH, builtin_forward, make_builtin, scratch_forward, to_nd
+from .lm import make_parameter, output_layer
 from .train import clip_gradients
 
 nd = mx.nd

@@ -213,9 +213,12 @@ def test_pure_forward_takes_none_states_inside_jit(impl):
 
 
 @pytest.mark.parametrize("impl,cell,bi,expected", [
-    ("scratch", "gru", False, "scratch cells under lax.scan"),
+    ("scratch", "gru", False, "scratch cells under lax.scan (autodiff backward)"),
+    ("fast", "gru", False, "fast scratch: gates fused, input projection hoisted, lax.scan, "
+                           "hand-written backward (custom_vjp)"),
     ("builtin", "lstm", True, "flax.linen.OptimizedLSTMCell in nn.Bidirectional(nn.RNN)"),
-    ("builtin", "rnn", False, "flax.linen.SimpleCell in nn.RNN")], ids=["scratch", "bi", "uni"])
+    ("builtin", "rnn", False, "flax.linen.SimpleCell in nn.RNN")],
+    ids=["scratch", "fast", "bi", "uni"])
 def test_code_path_names_what_runs(impl, cell, bi, expected):
     spec = make_spec(cell, "reset_after", 1, bi)
     layer = BACKEND.build_layer(spec, impl, init_params(spec), "float32")

@@ -147,6 +147,7 @@ def test_code_path_names_the_kernel():
     if be.info()["features"].get("MKLDNN"):
         assert "oneDNN" in be.build_layer(spec, "builtin", params, "float32").code_path
     assert "nd.dot" in be.build_layer(spec, "scratch", params, "float64").code_path
+    assert "hand-written backward" in be.build_layer(spec, "fast", params, "float64").code_path
 
 
 def test_kernel_error_becomes_not_supported_with_mxnet_text(monkeypatch):

@@ -172,7 +172,7 @@ def test_kernel_failure_becomes_not_supported_quoting_torch(monkeypatch, impl):
     def fail(*args, **kwargs):
         raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Half\'')
     monkeypatch.setattr("torch_impl.adapter.builtin_forward", fail)
-    monkeypatch.setattr("torch_impl.adapter.scratch_forward", fail)
+    monkeypatch.setattr("torch_impl.adapter.forward_of", lambda impl: fail)
     spec = make_spec("lstm", "reset_after", 1, False)
     with pytest.raises(NotSupported, match="not implemented for 'Half'"):
         BACKEND.build_layer(spec, impl, init_params(spec), "float32")
@@ -187,6 +187,23 @@ def test_builtin_code_path_names_the_kernel_that_ran(cell, dtype):
         BACKEND.forward(layer, X.astype(dtype))
     ran_onednn = any(e.name == "aten::mkldnn_rnn_layer" for e in prof.events())
     assert ran_onednn == ("oneDNN" in layer.code_path), layer.code_path
+
+
+@pytest.mark.parametrize("cell,variant", [("rnn", "reset_after"), ("lstm", "reset_after"),
+                                          ("gru", "reset_after"), ("gru", "reset_before")],
+                         ids=["rnn", "lstm", "gru_after", "gru_before"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fast_code_path_names_its_products_and_never_runs_the_builtin_kernel(cell, variant,
+                                                                              dtype):
+    spec, params, X, _, G, _ = case_arrays(cell, variant, 1, True)
+    layer = BACKEND.build_layer(spec, "fast", params, dtype)
+    with torch.profiler.profile() as prof:
+        BACKEND.vjp(layer, X.astype(dtype), None, G.astype(dtype))
+    names = {e.name for e in prof.events()}
+    assert not names & {"aten::mkldnn_rnn_layer", "aten::lstm", "aten::gru", "aten::rnn_tanh"}
+    ran_onednn = "mkldnn::_linear_pointwise" in names
+    assert ran_onednn == ("oneDNN" in layer.code_path), (layer.code_path, sorted(names))
+    assert layer.code_path.startswith("fast scratch")
 
 
 def test_info_reports_the_framework():

@@ -225,11 +225,18 @@ def test_markdown_numbers_come_from_the_records():
         assert figure in text, figure
     # the gap closed by the compiled rung: (0.8 - 0.16) / (0.8 - 0.128) = 95%
     assert "| 95% |" in text
-    # JAX scratch beats Flax (0.2/0.14 = 1.43) but is 0.71x the fastest built-in (torch 11,200)
-    assert "JAX scratch (lax.scan, hand backward) / Flax built-in = 1.43" in text
+    # JAX fast beats Flax (0.2/0.14 = 1.43) but is 0.71x the fastest built-in (torch 11,200)
+    assert "JAX fast (lax.scan, hand backward) / Flax built-in = 1.43" in text
     assert "fastest built-in (torch) = 0.71" in text
     doubled = explain_report.markdown(CONFIG, fake_records(scale=2.0))
     assert "17,500 tokens/s" in doubled and "8,750 tokens/s" not in doubled
+
+
+def test_markdown_calls_no_fast_path_scratch():
+    """Only d2l's loop is "scratch" in the page: the rungs past it are hand-written fast paths."""
+    text = explain_report.markdown(CONFIG, fake_records())
+    for claim in ("JAX scratch", "scratch rung", "scratch-level", "issue 7"):
+        assert claim not in text, claim
 
 
 def test_markdown_has_no_hand_typed_figures():
@@ -353,13 +360,13 @@ def test_floors_say_how_much_room_the_bar_leaves():
            "100.0 ms" in lines["PyTorch"]
     assert "leaves 15.0 ms" in lines["PyTorch"]
     # MXNet: built-in 0.128 s, products 0.2 s > 160.0 ms: the bar cannot be met
-    assert "would be 160.0 ms: no scratch rung" in lines["MXNet Gluon"]
+    assert "would be 160.0 ms: no hand-written rung" in lines["MXNet Gluon"]
     # JAX against the fastest built-in (torch, 0.1 s): 0.8x allows 125.0 ms, products 90.0 ms
     assert "the fastest built-in's (torch) whole step of 100.0 ms" in lines["JAX"]
     assert "leaves 35.0 ms" in lines["JAX"]
     assert "products not measured" in explain_report.floors_text(
         recs, [{**fake_floors()[0], "status": "error", "median_s": None, "error": "boom"}])
-    assert "floor under the scratch rungs" not in explain_report.markdown(CONFIG, recs)
+    assert "floor under the hand-written rungs" not in explain_report.markdown(CONFIG, recs)
 
 
 def test_floor_figures_come_from_the_records():

@@ -12,7 +12,7 @@ from common.errors import NotSupported
 from common.params import cast_params
 
 BACKENDS = ["torch", "mxnet", "jax"]
-IMPLS = ["scratch", "builtin"]
+IMPLS = ["scratch", "fast", "builtin"]
 VALUE_TOL = {"float64": 1e-10, "float32": 2e-5}
 GRAD_TOL = {"float64": 1e-6, "float32": 1e-4}   # finite differences limit float64 to ~1e-8
 

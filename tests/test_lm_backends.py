@@ -102,6 +102,10 @@ def grid(names, axes, backends=BACKENDS):
 
 FORWARD_AXES = list(itertools.product(IMPLS, CELL_IDS, list(INPUTS), ["L1", "L2"],
                                       ["float64", "float32"], ["zero", "state"]))
+# The fast stack on every cell, two layers fed a state, in both dtypes (its layer grid is in
+# test_layers.py; here it sits inside the model).
+FORWARD_AXES += list(itertools.product(["fast"], CELL_IDS, ["onehot"], ["L2"],
+                                       ["float64", "float32"], ["state"]))
 
 
 @grid("impl,cell_id,inputs,layers,dtype,init", FORWARD_AXES)
@@ -132,7 +136,11 @@ GRAD_CASES = [("scratch", "lstm", "embed", "L2", "state"),
               ("scratch", "gru_before", "onehot", "L1", "state"),
               ("scratch", "gru_before", "embed", "L1", "state"),
               ("builtin", "rnn", "onehot", "L2", "state"),
-              ("builtin", "rnn", "onehot", "L1", "state")]
+              ("builtin", "rnn", "onehot", "L1", "state"),
+              ("fast", "rnn", "embed", "L2", "state"),
+              ("fast", "lstm", "onehot", "L2", "state"),
+              ("fast", "gru_after", "onehot", "L1", "state"),
+              ("fast", "gru_before", "embed", "L1", "state")]
 
 
 @functools.lru_cache(maxsize=None)
@@ -159,6 +167,8 @@ def test_loss_grads_match_finite_differences(backend, impl, cell_id, inputs, lay
 
 CLIPS = {"clip_active": 0.05, "clip_inactive": 1e6, "clip_off": None}
 STEP_AXES = list(itertools.product(IMPLS, CELL_IDS, ["embed"], ["L2"], ["float64"], CLIPS))
+STEP_AXES += list(itertools.product(["fast"], CELL_IDS, ["embed"], ["L2"], ["float64"],
+                                    ["clip_active"]))
 
 
 @grid("impl,cell_id,inputs,layers,dtype,clipping", STEP_AXES)
@@ -169,7 +179,7 @@ def test_sgd_step_equals_hand_computation(backend, impl, cell_id, inputs, layers
     clip = CLIPS[clipping]
     # d2l's reset_before GRU has one candidate bias: the scratch model's b_hn, added beside b_h,
     # is held so that their sum moves as d2l's b_h does, not twice as far
-    d2l_gru = (impl, cell_id) == ("scratch", "gru_before")
+    d2l_gru = impl in ("scratch", "fast") and cell_id == "gru_before"
     held = [k for k in params if k.endswith("b_hn")] if d2l_gru else []
     want, norm = expected_update(params, grads, 0.5, clip, held=held)
     if clip is not None:  # the case is what its name says

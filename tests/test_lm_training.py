@@ -40,6 +40,14 @@ def test_float64_sgd_trajectory_matches_torch_scratch(backend, impl, cell, tiny_
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_fast_trajectory_matches_torch_scratch(backend, cell, tiny_data):
+    """The fast stack (hand-written backward) trains along d2l's scratch trajectory."""
+    np.testing.assert_allclose(_trajectory(backend, "fast", cell, tiny_data),
+                               _trajectory("torch", "scratch", cell, tiny_data), rtol=1e-8, atol=0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_float64_torch_builtin_trajectory(cell, tiny_data):
     np.testing.assert_allclose(_trajectory("torch", "builtin", cell, tiny_data),
                                _trajectory("torch", "scratch", cell, tiny_data), rtol=1e-8, atol=0)

@@ -232,7 +232,8 @@ def test_grids():
     assert sweep_axis(SpeedCase("jax", "scratch", "rnn", "train", 256, 32, 35, 28)) == \
         ["hidden", "steps", "batch"]
     plan = quick_plan(2)
-    assert len(plan.grid.cases()) == 3 * 2 * 2 * 2 and plan.grid.sizes == ((256, 32, 35, 28),)
+    # backends x impls (scratch, fast, builtin) x cells x modes
+    assert len(plan.grid.cases()) == 3 * 3 * 2 * 2 and plan.grid.sizes == ((256, 32, 35, 28),)
     assert [c.key for c in plan.bare_loop_cases()] == \
         ["torch/builtin/lstm/train/H256-B32-T35-V28/float32/cpu/t2"]
 

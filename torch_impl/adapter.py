@@ -2,7 +2,7 @@
 `LMBackend` protocol over `lm.py` and `train.py`.
 
 NumPy in, NumPy out, in the layer's dtype. A layer handle holds either the canonical parameters
-as leaf tensors (scratch) or the `nn.RNN/LSTM/GRU` module (builtin); no state is kept in it.
+as leaf tensors (scratch and fast) or the `nn.RNN/LSTM/GRU` module (builtin); no state is kept in it.
 A language-model handle is a `lm.TorchLM`, likewise stateless.
 """
 from __future__ import annotations
@@ -22,13 +22,14 @@ from common.params import Params, cast_params, check_params, lm_param_shapes, pa
 from . import lm, train
 from .convert import from_native, grads_from_native
 from .devices import TORCH_DTYPES, device_names, resolve_device
-from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, builtin_name,
-                     make_builtin, scratch_forward)
+from .layers import (builtin_code_path, builtin_forward, builtin_name, code_path_of, forward_of,
+                     make_builtin)
 
 
 @dataclass
 class TorchLayer:
-    """What `build_layer` returns: scratch keeps `params` (canonical leaves), builtin `module`."""
+    """What `build_layer` returns: scratch and fast keep `params` (canonical leaves), builtin
+    `module`."""
 
     spec: LayerSpec
     impl: str
@@ -39,14 +40,14 @@ class TorchLayer:
     code_path: str = ""  # the kernels that run, for every record made with this layer
 
     def leaves(self) -> Dict[str, torch.Tensor]:
-        """The trainable tensors by name (canonical for scratch, native for builtin)."""
-        return self.params if self.impl == "scratch" else dict(self.module.named_parameters())
+        """The trainable tensors by name (canonical for scratch and fast, native for builtin)."""
+        return self.params if self.impl != "builtin" else dict(self.module.named_parameters())
 
     def run(self, X, states):
         """`X: (T, B, I)` tensor -> `(Y, finals)` tensors, through the layer's code path."""
-        if self.impl == "scratch":
-            return scratch_forward(self.spec, self.params, X, states)
-        return builtin_forward(self.spec, self.module, X, states)
+        if self.impl == "builtin":
+            return builtin_forward(self.spec, self.module, X, states)
+        return forward_of(self.impl)(self.spec, self.params, X, states)
 
     def tensor(self, array, requires_grad=False) -> torch.Tensor:
         """A NumPy array as a fresh tensor in the layer's dtype and device."""
@@ -92,13 +93,13 @@ def _probe(layer: TorchLayer) -> None:
             Y, _ = layer.run(X, None)
             torch.autograd.grad(Y.sum(), [X, *layer.leaves().values()])
     except (RuntimeError, NotImplementedError) as exc:
-        path = builtin_name(layer.spec.cell) if layer.impl == "builtin" else "scratch torch ops"
+        path = builtin_name(layer.spec.cell) if layer.impl == "builtin" else layer.code_path
         raise NotSupported(f"{path} cannot run {layer.dtype} on {layer.device}: torch says: "
                            f"{exc}") from exc
 
 
 class TorchBackend:
-    """PyTorch: scratch cells in a Python loop, or `torch.nn.RNN/LSTM/GRU`."""
+    """PyTorch: d2l's cells in a Python loop, the fast scratch, or `torch.nn.RNN/LSTM/GRU`."""
 
     name = "torch"
 
@@ -124,7 +125,8 @@ class TorchBackend:
         check_choice("dtype", dtype, DTYPES)
         check_params(params, param_shapes(spec))
         params, dev = cast_params(params, dtype), resolve_device(device)
-        layer = TorchLayer(spec, impl, dtype, dev, code_path=SCRATCH_CODE_PATH)
+        layer = TorchLayer(spec, impl, dtype, dev,
+                           code_path=code_path_of(impl, spec, TORCH_DTYPES[dtype], dev))
         if impl == "builtin":
             layer.module = make_builtin(spec, params, TORCH_DTYPES[dtype], dev)
             layer.code_path = builtin_code_path(spec, TORCH_DTYPES[dtype], dev)
@@ -135,7 +137,7 @@ class TorchBackend:
 
     def get_params(self, layer: TorchLayer) -> Params:
         arrays = {k: to_numpy(v).copy() for k, v in layer.leaves().items()}  # CPU numpy() aliases
-        return arrays if layer.impl == "scratch" else from_native(layer.spec, arrays)
+        return arrays if layer.impl != "builtin" else from_native(layer.spec, arrays)
 
     def forward(self, layer: TorchLayer, X: np.ndarray, state: Optional[list] = None):
         with torch.no_grad():

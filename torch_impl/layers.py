@@ -1,6 +1,12 @@
-"""Recurrent layers in PyTorch: the scratch driver (a Python loop over time) and the built-ins.
+"""Recurrent layers in PyTorch: the two scratch stacks and the built-ins.
 
-Both are pure functions, state in and state out, differentiable with autograd, so a bigger
+`scratch_forward` is d2l's algorithm: the cell of cells.py applied step by step in a Python
+loop, gradients by autograd. `fast_forward` is the fast scratch stack, built by the same recipe
+in every framework: the gates fused, the input projection of every step hoisted into one
+matmul, the loop compiled (TorchScript) with a hand-written backward (recurrence.py) whose
+recurrent products go through oneDNN on packed weights where it packs them (float32, CPU). The
+reset_before GRU's fast stack hoists and fuses the same way under autograd (recurrence.py says
+why). All are pure functions, state in and state out, differentiable with autograd, so a bigger
 model's forward can call them. Shapes: `X: (T, B, I)` -> `Y: (T, B, H*D)`; states follow the
 contract's layout (a list over l0, l0_rev, l1, ... of `(B, H)` tensors, LSTM pairs `(H, C)`).
 """
@@ -13,10 +19,11 @@ from torch import nn
 
 from common.config import LayerSpec
 from common.errors import NotSupported
-from common.params import Params, prefixes, sub_params
+from common.params import CELL_GATES, Params, prefixes, sub_params
 
 from .cells import step_fn
 from .convert import to_native
+from .recurrence import hand_gru, hand_lstm, hand_rnn, packable, scripted_reset_before
 
 BUILTINS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -42,12 +49,12 @@ def run_direction(step, p, X, state, reverse=False):
     return torch.stack(outputs), state
 
 
-def scratch_forward(spec: LayerSpec, params, X, states=None):
-    """The stack from cells: `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros.
+def stack_forward(spec: LayerSpec, run, params, X, states=None):
+    """The stack of `run(p, X, state, reverse) -> (Y, final)` per (layer, direction):
+    `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros.
 
     `params`: canonical names (with prefixes) -> tensors.
     """
-    step = step_fn(spec.cell, spec.gru_variant, spec.activation)
     states = zero_states(spec, X) if states is None else states
     pre, D = prefixes(spec), spec.num_directions
     finals, inputs = [], X
@@ -55,12 +62,74 @@ def scratch_forward(spec: LayerSpec, params, X, states=None):
         outputs = []
         for d in range(D):
             idx = layer * D + d
-            Y, final = run_direction(step, sub_params(params, pre[idx]), inputs, states[idx],
-                                     reverse=d == 1)
+            Y, final = run(sub_params(params, pre[idx]), inputs, states[idx], reverse=d == 1)
             outputs.append(Y)
             finals.append(final)
         inputs = torch.cat(outputs, dim=-1)  # forward direction's features first
     return inputs, finals
+
+
+def scratch_forward(spec: LayerSpec, params, X, states=None):
+    """d2l's stack: the cell step by step in a Python loop, backward by autograd."""
+    step = step_fn(spec.cell, spec.gru_variant, spec.activation)
+    run = lambda p, X, state, reverse: run_direction(step, p, X, state, reverse)
+    return stack_forward(spec, run, params, X, states)
+
+
+def fused_weights(cell: str, p):
+    """One direction's canonical `p` -> `(W_x (I, G*H), W_h (H, G*H), b (G*H))`, the gates
+    side by side in the contract's order (CELL_GATES)."""
+    join = lambda fmt: torch.cat([p[fmt.format(g)] for g in CELL_GATES[cell]], dim=-1)
+    return join("W_x{}"), join("W_h{}"), join("b_{}")
+
+
+def relu_loop(XP, W_h, H):
+    """The ReLU RNN over hoisted inputs `XP: (T, B, H)`, backward by autograd (recurrence.py's
+    hand-written backward is tanh's): `(Y: (T, B, H), final H)`."""
+    outputs = []
+    for t in range(XP.shape[0]):
+        H = torch.relu(torch.addmm(XP[t], H, W_h))
+        outputs.append(H)
+    return torch.stack(outputs), H
+
+
+def fast_recurrence(spec: LayerSpec, W_h, b_hn, XP, state):
+    """`XP: (T, B, G*H)` -> `(Y: (T, B, H), final state)` through recurrence.py's loops."""
+    if spec.cell == "rnn" and spec.activation == "relu":
+        return relu_loop(XP, W_h, state)
+    packed = packable(W_h)
+    if spec.cell == "lstm":
+        Y, H, C = hand_lstm(XP, W_h, *state, packed=packed)
+        return Y, (H, C)
+    if spec.cell == "rnn":
+        return hand_rnn(XP, W_h, state, packed=packed)
+    if spec.gru_variant == "reset_after":
+        return hand_gru(XP, W_h, b_hn, state, packed=packed)
+    Y = scripted_reset_before()(XP, W_h, b_hn, state)
+    return Y, Y[-1]
+
+
+def run_direction_fast(spec: LayerSpec, p, X, state, reverse=False):
+    """One direction of the fast stack: `X: (T, B, I)` -> `(Y: (T, B, H), final state)`."""
+    W_x, W_h, b = fused_weights(spec.cell, p)
+    XP = torch.matmul(X, W_x) + b  # every step's input side at once: (T, B, G*H)
+    # the reverse direction runs the same loop over time-flipped inputs; Y flips back
+    Y, final = fast_recurrence(spec, W_h, p.get("b_hn"), XP.flip(0) if reverse else XP, state)
+    return (Y.flip(0) if reverse else Y), final
+
+
+def fast_forward(spec: LayerSpec, params, X, states=None):
+    """The fast stack: gates fused, input projection hoisted, hand-written backward."""
+    run = lambda p, X, state, reverse: run_direction_fast(spec, p, X, state, reverse)
+    return stack_forward(spec, run, params, X, states)
+
+
+FORWARDS = {"scratch": scratch_forward, "fast": fast_forward}
+
+
+def forward_of(impl: str):
+    """The stack over canonical parameters of `impl` ("scratch" or "fast")."""
+    return FORWARDS[impl]
 
 
 def builtin_name(cell: str) -> str:
@@ -79,7 +148,25 @@ def builtin_code_path(spec: LayerSpec, dtype, device) -> str:
     return f"{name}, {'oneDNN' if onednn else 'ATen CPU loop'}"
 
 
-SCRATCH_CODE_PATH = "scratch cells, Python loop over torch ops"
+SCRATCH_CODE_PATH = "scratch cells, Python loop over torch ops (autograd backward)"
+
+
+def fast_code_path(spec: LayerSpec, dtype, device) -> str:
+    """The fast stack's code: its loop, its backward and its products' kernel."""
+    if spec.cell == "rnn" and spec.activation == "relu":
+        return ("fast scratch (ReLU RNN): input projection hoisted, Python loop of torch.addmm, "
+                "autograd backward")
+    head = "fast scratch: gates fused, input projection hoisted, TorchScript loop"
+    if spec.cell == "gru" and spec.gru_variant == "reset_before":
+        return f"{head}, autograd backward (reset_before), torch.addmm products"
+    onednn = packable(torch.empty(0, dtype=dtype, device=device))
+    kernel = "oneDNN inner products on packed weights" if onednn else "torch.addmm products"
+    return f"{head}, hand-written backward (autograd.Function), {kernel}"
+
+
+def code_path_of(impl: str, spec: LayerSpec, dtype, device) -> str:
+    """The code a canonical stack of `impl` runs (for records)."""
+    return fast_code_path(spec, dtype, device) if impl == "fast" else SCRATCH_CODE_PATH
 
 
 def make_builtin(spec: LayerSpec, params: Params, dtype=torch.float32, device="cpu") -> nn.Module:
@@ -87,7 +174,8 @@ def make_builtin(spec: LayerSpec, params: Params, dtype=torch.float32, device="c
     if spec.cell == "gru" and spec.gru_variant != "reset_after":
         raise NotSupported(
             f"{builtin_name('gru')} computes only the reset_after candidate "
-            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs impl='scratch'")
+            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs "
+            "impl='scratch' or 'fast'")
     extra = {"nonlinearity": spec.activation} if spec.cell == "rnn" else {}
     module = BUILTINS[spec.cell](spec.input_size, spec.hidden_size, num_layers=spec.num_layers,
                                  bidirectional=spec.bidirectional, dtype=dtype, device=device,

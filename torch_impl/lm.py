@@ -1,7 +1,7 @@
 """The character language model in PyTorch: pure functions over explicit parameters.
 
 ids `(B, T)` -> inputs `(T, B, I)` (d2l's one-hot of `ids.T`, or a lookup in `embedding (V, E)`)
--> the layer stack (scratch driver or `nn.RNN/LSTM/GRU`) -> `Y @ W_hq + b_q` -> logits
+-> the layer stack (a scratch stack, d2l's or fast, or `nn.RNN/LSTM/GRU`) -> `Y @ W_hq + b_q` -> logits
 `(B, T, V)`; the loss is the mean cross-entropy over all B*T positions. State goes in and comes
 out in the contract's layout; `TorchLM` holds parameters only, never a hidden state.
 """
@@ -19,8 +19,7 @@ from common.config import LMConfig
 from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
 
 from .convert import from_native, grads_from_native
-from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, make_builtin,
-                     scratch_forward)
+from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
 
 HEAD_KEYS = LM_HEAD_KEYS  # canonical keys outside the layer stack
 
@@ -43,7 +42,7 @@ def lm_forward(cfg: LMConfig, params, ids: torch.Tensor, state=None,
     if cfg.impl == "builtin":
         Y, finals = builtin_forward(cfg.layer_spec, module, X, state)
     else:
-        Y, finals = scratch_forward(cfg.layer_spec, params, X, state)
+        Y, finals = forward_of(cfg.impl)(cfg.layer_spec, params, X, state)
     logits = Y @ params["W_hq"] + params["b_q"]  # (T, B, V)
     return logits.transpose(0, 1), finals
 
@@ -119,9 +118,9 @@ def build_lm(cfg: LMConfig, params: Params, dtype: torch.dtype, device: torch.de
     while training; only the head stays canonical. Raises `NotSupported` as `make_builtin` does.
     """
     leaf = lambda a: torch.tensor(a, dtype=dtype, device=device, requires_grad=True)
-    if cfg.impl == "scratch":
+    if cfg.impl != "builtin":
         return TorchLM(cfg, dtype, device, {k: leaf(v) for k, v in params.items()},
-                       code_path=SCRATCH_CODE_PATH)
+                       code_path=code_path_of(cfg.impl, cfg.layer_spec, dtype, device))
     layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
     module = make_builtin(cfg.layer_spec, layer, dtype, device)
     head = {k: leaf(v) for k, v in params.items() if k in HEAD_KEYS}

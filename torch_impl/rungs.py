@@ -27,18 +27,18 @@ from torch import nn
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
-from common.rungs import canonical_grads, check_config, fuse_lstm
+from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm
 
 from .cells import lstm_step
 from .convert import grads_from_native
 from .devices import TORCH_DTYPES, resolve_device
-from .layers import builtin_code_path, make_builtin, run_direction
+from .layers import builtin_code_path, fast_code_path, fast_forward, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy
 from .recurrence import hand_lstm, onednn_matmul_t, pack, packable
 from .speed import make_sync
 from .train import clip_gradients
 
-RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "builtin")
+RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "fast", "builtin")
 # Profiler events that launch no kernel: views, allocation, metadata.
 NO_KERNEL = {"aten::empty", "aten::empty_strided", "aten::view", "aten::t", "aten::transpose",
              "aten::select", "aten::slice", "aten::unbind", "aten::reshape", "aten::expand",
@@ -107,6 +107,12 @@ def packed_layer(model, X, H, C):
     return hand_vjp_layer(model, X, H, C, packed=True)
 
 
+def fast_layer(model, X, H, C):
+    """The suite's `fast` layer stack on the canonical parameters."""
+    Y, [(H, C)] = fast_forward(model.cfg.layer_spec, model.leaves, X, [(H, C)])
+    return Y, H, C
+
+
 def builtin_layer(model, X, H, C):
     Y, (H, C) = model.module(X, (H[None], C[None]))
     return Y, H[0], C[0]
@@ -114,7 +120,7 @@ def builtin_layer(model, X, H, C):
 
 LAYERS = {"d2l": d2l_layer, "fused": fused_layer, "hoisted": hoisted_layer,
           "compiled": compiled_layer, "hand_vjp": hand_vjp_layer, "packed": packed_layer,
-          "builtin": builtin_layer}
+          "fast": fast_layer, "builtin": builtin_layer}
 CODE_PATHS = {"d2l": "Python loop, torch ops, 8 matmuls per step",
               "fused": "Python loop, torch ops, 2 matmuls per step",
               "hoisted": "input matmul hoisted, Python loop, 1 matmul per step",
@@ -166,8 +172,11 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
         leaves.update(module.named_parameters())
         return TorchRung(rung, cfg, tdtype, dev, leaves, module,
                          builtin_code_path(cfg.layer_spec, tdtype, dev))
-    named = params if rung == "d2l" else fuse_lstm(params)
+    named = params if rung in CANONICAL_RUNGS else fuse_lstm(params)
     leaves = {k: leaf(v) for k, v in named.items()}
+    if rung == "fast":
+        code_path = fast_code_path(cfg.layer_spec, tdtype, dev)
+        return TorchRung(rung, cfg, tdtype, dev, leaves, code_path=code_path)
     code_path = CODE_PATHS[rung]
     if rung == "packed" and not packable(leaves["W_h"]):
         code_path = CODE_PATHS["hand_vjp"] + f" (oneDNN packs float32 on a CPU only: {dtype} " \
