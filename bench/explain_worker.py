@@ -2,7 +2,7 @@
 `python -m bench.explain_worker FRAMEWORK DEVICE CONFIG`.
 
 Importing MXNet drops PyTorch to one thread and every framework sizes its thread pools when it
-is imported (PERFORMANCE.md), so bench/explain.py starts one fresh interpreter per framework
+is imported (docs/performance.md), so bench/explain.py starts one fresh interpreter per framework
 with the thread variables set, and this process pins itself to that many CPUs before the
 framework is imported. It prints one JSON object per line: `{"event": "start", ...}` when a
 rung begins and `{"event": "record", ...}` with its measurement (or its error) when it ends;

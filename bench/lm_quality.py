@@ -1,5 +1,5 @@
 """`rnnbench lm-quality`: d2l's language-model settings in every framework x impl, beside the
-book's published figures (../shared/design/ANCHORS.md), as JSON records and a markdown table.
+book's published figures (docs/anchors.md), as JSON records and a markdown table.
 
 Presets:
 - `d2l-1.0`: TimeMachine(batch_size=1024, num_steps=32), 10,000 train / 5,000 validation windows,
@@ -26,7 +26,7 @@ from typing import List, Optional
 
 from common.config import LMConfig, TrainConfig
 
-# d2l 1.0.3 published (train, validation) perplexity per model and framework (ANCHORS.md).
+# d2l 1.0.3 published (train, validation) perplexity per model and framework (docs/anchors.md).
 D2L10_ANCHORS = {
     "RNN scratch": {"torch": (6.16, 7.24), "mxnet": (6.23, 7.36), "jax": (6.18, 7.31)},
     "RNN concise": {"torch": (5.87, 7.19), "mxnet": (6.14, 7.32), "jax": None},
@@ -37,7 +37,7 @@ D2L10_ANCHORS = {
     "2-layer GRU concise": {"torch": (4.13, 6.11), "mxnet": None, "jax": (3.61, 6.61)},
 }
 ANCHOR_SOURCE = ("d2l 1.0.3, read off the published training plots of its PyTorch/MXNet/JAX "
-                 "notebooks (±0.02), as collected in ANCHORS.md")
+                 "notebooks (±0.02), as collected in docs/anchors.md")
 
 
 @dataclass(frozen=True)

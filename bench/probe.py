@@ -1,6 +1,6 @@
 """Ask each backend about itself in its own subprocess.
 
-Importing MXNet silently drops PyTorch to one thread (PERFORMANCE.md), so each framework is
+Importing MXNet silently drops PyTorch to one thread (docs/performance.md), so each framework is
 described by a fresh interpreter: `python -m bench.probe NAME` prints the adapter's `info()`
 as JSON.
 """

@@ -30,7 +30,7 @@ from common.vocab import Vocab
 
 CHECKPOINT = "checkpoint.safetensors"
 BLEU_K = 2
-# d2l 1.0's test sentences and references, and its published BLEU per framework (ANCHORS.md).
+# d2l 1.0's test sentences and references, and its published BLEU per framework (docs/anchors.md).
 D2L_EXAMPLES = (("go .", "va !"), ("i lost .", "j'ai perdu ."), ("he's calm .", "il est calme ."),
                 ("i'm home .", "je suis chez moi ."))
 D2L_PUBLISHED_BLEU = {"torch": (1.0, 1.0, 0.0, 1.0), "mxnet": (1.0, 1.0, 0.658, 1.0),

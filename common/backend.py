@@ -1,4 +1,4 @@
-"""The adapter protocol every backend speaks (CONTRACT.md, "What each backend offers").
+"""The adapter protocol every backend speaks (docs/contract.md, "What each backend offers").
 
 Each of `torch_impl/adapter.py`, `mxnet_impl/adapter.py` and `jax_impl/adapter.py` defines
 `BACKEND`, an object with the methods below. Everything crossing the boundary is NumPy.
@@ -88,7 +88,8 @@ def flatten_state(state) -> List[np.ndarray]:
 
 
 class LMBackend(Protocol):
-    """The language-model half of an adapter (CONTRACT.md: ids in, logits out, loss, gradients).
+    """The language-model half of an adapter (docs/contract.md: ids in, logits out, loss,
+    gradients).
 
     Canonical LM parameters: the layer stack's keys, `embedding (V, E)` when
     `cfg.embed_size` is set, `W_hq (H, V)`, `b_q (V)` (see `common.params.lm_param_shapes`).

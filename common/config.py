@@ -14,7 +14,7 @@ DTYPES = ("float32", "float64")
 class LayerSpec:
     """A (possibly deep, possibly bidirectional) recurrent layer.
 
-    `gru_variant` only matters for `cell == "gru"`; see CONTRACT.md for the two candidates.
+    `gru_variant` only matters for `cell == "gru"`; see docs/contract.md for the two candidates.
     `activation` only for `cell == "rnn"`: `H' = act(X W_xh + H W_hh + b_h)`, tanh or relu.
     """
 

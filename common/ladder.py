@@ -10,7 +10,7 @@ Data as fastbook: the 63,095 tokens of `load_human_numbers()`, ids by first appe
 `DataLoaders.from_dsets(..., shuffle=False)` never shuffles; `drop_last` is True for the training
 loader (from_dsets' default) and, for models 3-7, for both (`group_chunks` ordering).
 
-Canonical keys (weights `(in, out)`, CONTRACT.md): `embedding (V, H)`; models 1-4 `W_hh (H, H)`,
+Canonical keys (weights `(in, out)`, docs/contract.md): `embedding (V, H)`; models 1-4 `W_hh (H, H)`,
 `b_h (H)` (fastbook's `h_h` layer); models 5-7 the layer stack `l{k}.*` (input size H); then
 `W_hq (H, V)` and `b_q (V)` (`h_o`). Model 7 ties `h_o.weight` to `i_h.weight`: it has no
 `W_hq`, its output weight is `embedding.T`, one array used twice.
@@ -44,7 +44,7 @@ DEFAULT_WD = 0.01                       # fastai's Adam default (Learner's wd=No
 LEARNER_MOMS = (0.95, 0.85, 0.95)       # Learner's default moms
 TEXT_LEARNER_MOMS = (0.8, 0.7, 0.8)     # TextLearner's (LMModel7 is trained by a TextLearner)
 BASELINE_TOKEN, BASELINE_ACCURACY = "thousand", 0.15165200855716662
-FASTBOOK_SOURCE = "fastbook chapter 12 (12_nlp_dive), final validation accuracy, ANCHORS.md"
+FASTBOOK_SOURCE = "fastbook chapter 12 (12_nlp_dive), final validation accuracy, docs/anchors.md"
 
 ARCHS = ("unrolled3", "loop3", "stateful3", "window", "rnn", "lstm")
 DATA_KINDS = ("three", "three_chunks", "windows")
@@ -157,7 +157,7 @@ def init_params(spec: LadderSpec, vocab_size: int, hidden: int = HIDDEN, seed: i
     `nn.Embedding`: N(0, 1) (model 7's tied output weight is this embedding). `nn.Linear`
     (kaiming-uniform with a=sqrt(5)) and `nn.RNN/LSTM`: U(±1/sqrt(H)), fan-in H everywhere here;
     a built-in's bias is the sum of its two biases' draws (written to the input side, zero on
-    the recurrent side, CONTRACT.md).
+    the recurrent side, docs/contract.md).
     """
     rng = np.random.default_rng([seed, spec.id])
     bound = 1.0 / np.sqrt(hidden)

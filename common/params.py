@@ -1,4 +1,4 @@
-"""Canonical parameters (CONTRACT.md): key sets, shapes, seeded initialisation (files are read
+"""Canonical parameters (docs/contract.md): key sets, shapes, seeded initialisation (files are read
 and written by `common.checkpoint`).
 
 Weights are stored so that the math reads `X @ W`: shape `(in, out)`.

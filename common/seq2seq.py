@@ -1,7 +1,7 @@
 """The GRU encoder-decoder (d2l 1.0's `Seq2Seq`), framework-neutral: configuration, canonical
 parameter shapes, seeded initialisation, and the NumPy helpers every backend shares.
 
-Canonical keys (CONTRACT.md, `encoder.` / `decoder.` prefixes), with Vs / Vt the source and
+Canonical keys (docs/contract.md, `encoder.` / `decoder.` prefixes), with Vs / Vt the source and
 target vocabularies, E the embedding size, H the hidden size, L layers:
 - `encoder.embedding (Vs, E)`; `encoder.l{k}.*`, GRU keys, layer 0 reads E, the others H;
 - `decoder.embedding (Vt, E)`; `decoder.l{k}.*`, layer 0 reads E + H (the embedding, then the

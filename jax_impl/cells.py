@@ -1,4 +1,4 @@
-"""Pure one-step cells in JAX, written from d2l's equations (CONTRACT.md).
+"""Pure one-step cells in JAX, written from d2l's equations (docs/contract.md).
 
 `p` holds one (layer, direction)'s canonical parameters without the prefix (`W_xh`, `W_hh`,
 `b_h`, ...) as arrays, weights `(in, out)` so the math reads `X @ W`; `X: (B, I)` is one

@@ -6,7 +6,7 @@ the caller) and `q` holds any further parameters of the pointwise part (GRU's `b
 
 Why not autodiff: differentiating `lax.scan` makes XLA accumulate `dW_h += H_{t-1}^T dhh_t`
 inside the reverse loop, one small matmul and a full `(H, G*H)` read-modify-write per step;
-the backward took about 8x the forward (PERFORMANCE.md). Here the forward stores each step's
+the backward took about 8x the forward (docs/performance.md). Here the forward stores each step's
 state and recurrent projection `hh_t`; the reverse loop carries only the state gradient
 (`jax.vjp` of the pointwise part, then `dhh_t @ W_h^T`), and the weight gradient is formed
 once after it, `dW_h = sum_t H_{t-1}^T dhh_t`, as one `(H, T*B) x (T*B, G*H)` matmul. The math

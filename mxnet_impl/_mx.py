@@ -3,7 +3,7 @@
 Every module of `mxnet_impl` imports `mx` from here, never `mxnet` directly.
 
 Importing MXNet 1.9.1 also lowers the process's OpenMP default to one thread, and PyTorch,
-loaded before or after it in the same process, then runs on one thread (PERFORMANCE.md). So
+loaded before or after it in the same process, then runs on one thread (docs/performance.md). So
 that a process running several frameworks one after another (lm-quality, parity, trajectory)
 does not time or train PyTorch single-threaded: a PyTorch already loaded gets its thread count
 back, and when `OMP_NUM_THREADS` is unset it is set, once MXNet has loaded (set before, it slows

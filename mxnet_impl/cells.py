@@ -14,7 +14,7 @@ nd = mx.nd
 def matmul(X, W):
     """`X @ W`: every scratch product goes through here so a faster kernel can be swapped in.
 
-    `nd.dot` uses MXNet's bundled OpenBLAS (slow, see PERFORMANCE.md) but is d2l's choice.
+    `nd.dot` uses MXNet's bundled OpenBLAS (slow, see docs/performance.md) but is d2l's choice.
     """
     return nd.dot(X, W)
 
@@ -40,7 +40,7 @@ def lstm_step(p, X, state):
 
 
 def gru_step(p, X, H, variant="reset_after"):
-    """GRU step; `variant` picks where the reset gate acts on the candidate (CONTRACT.md)."""
+    """GRU step; `variant` picks where the reset gate acts on the candidate (docs/contract.md)."""
     Z = nd.sigmoid(matmul(X, p["W_xz"]) + matmul(H, p["W_hz"]) + p["b_z"])
     R = nd.sigmoid(matmul(X, p["W_xr"]) + matmul(H, p["W_hr"]) + p["b_r"])
     if variant == "reset_after":

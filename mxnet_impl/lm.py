@@ -38,7 +38,7 @@ def output_layer(params, Y):
     """`Y @ W_hq + b_q`: `Y: (T, B, H)` -> `(T, B, V)`.
 
     `FullyConnected` (weight `(V, H)`, hence the transpose) runs on oneDNN; `nd.dot` would go
-    to MXNet's slow bundled OpenBLAS (PERFORMANCE.md). Same math, same gradients.
+    to MXNet's slow bundled OpenBLAS (docs/performance.md). Same math, same gradients.
     """
     W_hq = params["W_hq"]
     return nd.FullyConnected(Y, W_hq.T, params["b_q"], num_hidden=W_hq.shape[1], flatten=False)

@@ -7,7 +7,7 @@ as `FullyConnected` wants them) and trains them with the same head and step: one
 `FullyConnected` output layer, mean cross-entropy, backward, d2l's clipping, `sgd_update`.
 Only the recurrent layer differs, so a rung's speed is its layer's. The `hand_vjp` rung adds a
 hand-written backward (recurrence.py), as JAX's fast path does. Gluon layers are
-hybridized with `static_alloc=True, static_shape=True`, their fastest setting (PERFORMANCE.md).
+hybridized with `static_alloc=True, static_shape=True`, their fastest setting (docs/performance.md).
 """
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ from .devices import resolve_device
 from .layers import to_nd
 
 nd = mx.nd
-# nd.dot goes to the OpenBLAS bundled with MXNet 1.9.1; FullyConnected to oneDNN (PERFORMANCE.md)
+# nd.dot goes to the OpenBLAS bundled with MXNet 1.9.1; FullyConnected to oneDNN
+# (docs/performance.md)
 GEMM_OPS = ("nd.dot", "nd.FullyConnected")
 FRAMEWORK = "mxnet"
 

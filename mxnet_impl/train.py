@@ -2,7 +2,7 @@
 then Gluon's `Trainer` with its 'sgd' or 'adam' optimizer.
 
 The built-in layer trains the canonical model. Gluon carries two bias vectors per gate
-(CONTRACT.md); canonical parameters put each bias on the input side and zero on the recurrent
+(docs/contract.md); canonical parameters put each bias on the input side and zero on the recurrent
 side. Those recurrent-side blocks duplicate a canonical bias, so their gradients are zeroed
 after every backward pass: they stay exactly zero under SGD and Adam, the norm that clipping
 sees is the canonical one, and a built-in model follows the scratch model's trajectory. (GRU's

@@ -1,6 +1,6 @@
 """An independent NumPy reference of the contract's cells, stack and directions.
 
-Written straight from CONTRACT.md's equations, with no code shared with any backend, so that
+Written straight from docs/contract.md's equations, with no code shared with any backend, so that
 every framework's scratch and built-in layer can be checked against it. Gradients are checked
 by central finite differences of this reference in float64.
 """

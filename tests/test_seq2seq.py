@@ -166,7 +166,7 @@ def test_greedy_stops_every_row_at_once_when_eos_wins(backend):
     ("j'ai perdu !", "j'ai perdu .", (2 / 3) ** 0.5 * (1 / 2) ** 0.25, 0.687),
 ], ids=["mxnet-hes-calm", "jax-im-home", "jax-i-lost"])
 def test_bleu_reproduces_d2ls_published_scores(pred, label, expected, published):
-    """d2l 1.0 prints 0.658, 0.512, 0.687 (ANCHORS.md): one wrong word gives each of them."""
+    """d2l 1.0 prints 0.658, 0.512, 0.687 (docs/anchors.md): one wrong word gives each of them."""
     assert metrics.bleu(pred, label, 2) == pytest.approx(expected, rel=1e-12)
     assert round(metrics.bleu(pred, label, 2), 3) == published
 

@@ -1,5 +1,5 @@
 """Importing MXNet 1.9.1 lowers OpenMP to one thread for every framework in the process
-(PERFORMANCE.md); mxnet_impl/_mx.py and torch_impl/__init__.py undo that for PyTorch, loaded
+(docs/performance.md); mxnet_impl/_mx.py and torch_impl/__init__.py undo that for PyTorch, loaded
 before or after it."""
 import os
 import subprocess

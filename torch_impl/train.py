@@ -2,7 +2,7 @@
 then `torch.optim.SGD` or `torch.optim.Adam`.
 
 The built-in layer trains the canonical model. `nn.RNN/LSTM/GRU` carry two bias vectors per
-gate (CONTRACT.md); canonical parameters put each bias on the input side and zero on the
+gate (docs/contract.md); canonical parameters put each bias on the input side and zero on the
 recurrent side. Those recurrent-side blocks duplicate a canonical bias, so their gradients are
 zeroed after every backward pass: they stay exactly zero under SGD and Adam, the norm that
 clipping sees is the canonical one, and a built-in model follows the scratch model's trajectory.
