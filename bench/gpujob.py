@@ -21,28 +21,34 @@ from bench import records
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# d2l's sizes, then the batch up to 1024 at H=1024 and the hidden size up to 4096 at B=256
-GPU_SIZES = ((256, 32, 35, 28), (1024, 32, 35, 28), (1024, 128, 35, 28), (1024, 512, 35, 28),
-             (1024, 1024, 35, 28), (2048, 256, 35, 28), (4096, 256, 35, 28))
+# d2l's sizes, then the batch up to 1024 at H=1024 and the hidden size up to 4096 at B=256;
+# bfloat16 at the sizes where a GPU's half-width products can show (d2l's H=1024 and the large)
+GPU_SIZES = ((256, 32, 35, 28), (1024, 32, 35, 28), (1024, 128, 35, 28), (1024, 1024, 35, 28),
+             (4096, 256, 35, 28))
+BF16_SIZES = ((1024, 32, 35, 28), (1024, 1024, 35, 28), (4096, 256, 35, 28))
 QUICK_SIZES = ((32, 8, 8, 28), (64, 16, 8, 28))
 CELLS = ("lstm", "gru")
+SPEED_DTYPES = ("float32", "bfloat16")   # bfloat16 where the framework has it (not MXNet)
+SIZES = {"float32": GPU_SIZES, "bfloat16": BF16_SIZES}
 
 
 def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def speed_plan(device: str, quick: bool):
+def speed_plan(device: str, quick: bool, dtype: str = "float32"):
     """The grid: every framework x impl, LSTM and GRU, train and infer, at GPU_SIZES (or the toy
-    QUICK_SIZES), short budgets; the large square GEMM sized for the device's peak."""
+    QUICK_SIZES), short budgets; the large square GEMM sized for the device's peak (float32
+    only: the GEMM limits are float32's)."""
     from bench import speed_grid as g
     from bench.speed_env import available_cpus
     from common.speedcase import Budget, SpeedGrid
     grid = SpeedGrid(g.ALL["backends"], g.ALL["impls"], CELLS, g.ALL["modes"],
-                     QUICK_SIZES if quick else GPU_SIZES, (device,), len(available_cpus()))
+                     QUICK_SIZES if quick else SIZES[dtype], (device,), len(available_cpus()),
+                     dtype=dtype)
     budget = Budget(warmup=1, min_repeats=2, seconds=0.05) if quick else g.QUICK_BUDGET
     square = 256 if quick else (8192 if device == "gpu" else g.DEFAULT_GEMM_SQUARE)
-    return g.SpeedPlan(grid, budget, g.QUICK_GEMM_BUDGET, square)
+    return g.SpeedPlan(grid, budget, g.QUICK_GEMM_BUDGET, square, gemm=dtype == "float32")
 
 
 def explain_config(device: str, quick: bool):
@@ -103,8 +109,9 @@ def main(device: str = "gpu", out_root="rnnbench-results", quick: bool = False,
     status = parity_report.main(True, None, ("float64", "float32"), device, out / "parity")
     _step(f"parity on {device}, float32 with TF32 on (measured, not judged)")
     status = max(status, parity_tf32(device, out / "parity-tf32"))
-    _step(f"speed grid on {device}")
-    status = max(status, speed_cli.run_and_print(speed_plan(device, quick), out, False))
+    for dtype in SPEED_DTYPES:
+        _step(f"speed grid on {device}, {dtype}")
+        status = max(status, speed_cli.run_and_print(speed_plan(device, quick, dtype), out, False))
     _step(f"explain ladder on {device}")
     status = max(status, explain.main(explain_config(device, quick), out / "explain", quiet=True))
     _step("report")

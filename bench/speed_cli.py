@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from bench.speed_grid import ALL, GRIDS
+from common.config import SPEED_DTYPES
 
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 
@@ -51,6 +52,9 @@ def add_speed(sub, positive_int):
     p.add_argument("--bare-loop", action="store_true", help="also time a hand-written PyTorch "
                    "loop against the harness (torch built-in LSTM, train)")
     p.add_argument("--gru-variant", choices=("reset_after", "reset_before"), default="reset_after")
+    p.add_argument("--dtype", choices=SPEED_DTYPES, default="float32",
+                   help="float32 (default), float64, or bfloat16 (where the framework has it; "
+                        "no fraction of the float32 GEMM limit is given for it)")
     p.add_argument("--out", help="results directory; an existing one is resumed "
                                  "(default: a new rnnbench-results/speed-* directory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -95,6 +99,7 @@ def plan_from_args(args):
     sizes = g.product_sizes(args.hidden, args.batch, args.steps, args.vocab) if explicit \
         else base.grid.sizes
     grid = dataclasses.replace(base.grid, sizes=sizes, gru_variant=args.gru_variant,
+                               dtype=args.dtype,
                                **{n: tuple(getattr(args, n)) for n in AXES if getattr(args, n)})
     return dataclasses.replace(base, grid=grid, budget=_budget(base.budget, args),
                                gemm=not args.no_gemm, bare_loop=base.bare_loop or args.bare_loop,

@@ -69,7 +69,10 @@ def shape_rates(records) -> Dict[Tuple[str, Tuple[int, int, int]], float]:
 
 
 def machine_shape_fraction(r: rec.StepRecord, rates) -> Optional[float]:
-    """The step's shape limit (best rate per shape, any framework) over its median time."""
+    """The step's shape limit (best rate per shape, any framework) over its median time; none
+    for a dtype other than the GEMMs' float32."""
+    if r.case.dtype != "float32":
+        return None
     try:
         bound = gemm_bound_seconds(r.case, lambda s: rates[(r.case.device, s)] * 1e9)
     except KeyError:
@@ -87,7 +90,7 @@ def cell_text(r: Optional[rec.StepRecord], peaks) -> str:
         return ""
     if r.status != rec.OK:
         return SHORT.get(r.status, r.status)
-    peak = peaks.get(r.case.device)
+    peak = peaks.get(r.case.device) if r.case.dtype == "float32" else None  # float32 GEMMs
     frac = f" ({_pct(r.gflops_per_s / peak)})" if peak else ""
     return f"{rate_text(r.tokens_per_s)}{frac}"
 
@@ -130,7 +133,8 @@ def throughput_tables(records, markdown: bool = True) -> str:
         rows = [["cell", *labels]]
         rows += [[cell, *(cell_text(entries.get((cell, lab)), peaks) for lab in labels)]
                  for cell in cells]
-        title = f"{mode}, {size}, {dtype}, {device}: tokens/s (% of GEMM peak)"
+        share = " (% of GEMM peak)" if dtype == "float32" else ""   # the GEMMs are float32
+        title = f"{mode}, {size}, {dtype}, {device}: tokens/s{share}"
         parts.append((f"**{title}**\n\n" if markdown else f"{title}\n") + _grid(rows, markdown))
     return "\n\n".join(parts)
 
@@ -147,7 +151,7 @@ def detail_table(records) -> str:
             rows.append([impl_label(c), cell_label(c), c.mode, size_label(c), c.device,
                          SHORT.get(r.status, r.status), *[""] * 8, r.note.replace("|", "/")])
             continue
-        t, peak = r.timing, peaks.get(c.device)
+        t, peak = r.timing, peaks.get(c.device) if c.dtype == "float32" else None
         busy = r.threads_used.get("busy_threads")
         rows.append([impl_label(c), cell_label(c), c.mode, size_label(c),
                      f"{c.device} ({r.device_name})", f"{r.tokens_per_s:,.0f}",

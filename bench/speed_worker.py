@@ -105,6 +105,8 @@ def fill_rates(record: rec.StepRecord, seconds: float, table: GemmTable = None) 
     record.tokens_per_s = case.tokens / seconds
     record.flops = case_flops(case)
     record.gflops_per_s = record.flops / seconds / 1e9
+    if case.dtype != "float32":   # the GEMM limits are float32's: no fraction of them
+        return
     if table is not None and table.peak:
         record.gemm_gflops = table.peak
         record.fraction_of_gemm = record.gflops_per_s / table.peak

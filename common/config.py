@@ -8,6 +8,9 @@ GRU_VARIANTS = ("reset_after", "reset_before")
 ACTIVATIONS = ("tanh", "relu")  # the RNN cell's nonlinearity (LSTM and GRU are fixed: tanh)
 IMPLS = ("scratch", "fast", "builtin")  # d2l's loop, the fast scratch, the framework's own
 DTYPES = ("float32", "float64")
+# Speed runs also time bfloat16 (GPUs' half-width format); parity and training stay in DTYPES.
+# NumPy has no bfloat16: its parameters cross the boundary as float32 and the framework rounds.
+SPEED_DTYPES = DTYPES + ("bfloat16",)
 
 
 @dataclass(frozen=True)

@@ -121,8 +121,14 @@ def check_params(params: Params, expected: Dict[str, Tuple[int, ...]]) -> None:
         raise ValueError("canonical parameters do not fit: " + "; ".join(parts))
 
 
+def numpy_dtype(dtype) -> str:
+    """The NumPy dtype that carries `dtype` across the boundary (bfloat16, which NumPy lacks,
+    travels as float32 and the framework rounds it)."""
+    return "float32" if str(dtype) == "bfloat16" else dtype
+
+
 def cast_params(params: Params, dtype) -> Params:
-    return {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
+    return {k: np.asarray(v, dtype=numpy_dtype(dtype)) for k, v in params.items()}
 
 
 def sub_params(params: Params, prefix: str) -> Params:
@@ -160,6 +166,7 @@ def init_lm_params(cfg, seed: int = 0, dtype="float32", init: str = "normal",
     The embedding is drawn N(0, 1) as `torch.nn.Embedding` does.
     """
     zero_bias = (init == "normal") if zero_bias is None else zero_bias
+    dtype = numpy_dtype(dtype)
     params = init_params(cfg.layer_spec, seed, dtype, init, scale, zero_bias)
     rng = np.random.default_rng([seed, 1])
     H, V = cfg.hidden_size, cfg.vocab_size

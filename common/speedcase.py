@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .config import CELLS, DTYPES, GRU_VARIANTS, IMPLS, LMConfig, check_choice
+from .config import CELLS, GRU_VARIANTS, IMPLS, SPEED_DTYPES, LMConfig, check_choice
 
 MODES = ("train", "infer")
 DEVICES = ("cpu", "gpu")
@@ -40,7 +40,7 @@ class SpeedCase:
         check_choice("impl", self.impl, IMPLS)
         check_choice("cell", self.cell, CELLS)
         check_choice("mode", self.mode, MODES)
-        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("dtype", self.dtype, SPEED_DTYPES)
         check_choice("device", self.device, DEVICES)
         check_choice("GRU variant", self.gru_variant, GRU_VARIANTS)
         for name in ("hidden", "batch", "steps", "threads"):

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from common.backend import VJPResult, check_state_count, flatten_state
-from common.config import DTYPES, IMPLS, LayerSpec, check_choice
+from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
 from common.errors import NotSupported
 from common.params import cast_params, check_params, lm_param_shapes, param_shapes
 
@@ -219,7 +219,10 @@ class MXNetBackend:
 
     def build_lm(self, cfg, params, dtype="float32", device="cpu"):
         """An `lm.MXNetLM` holding canonical `params`; NotSupported where MXNet cannot run it."""
-        check_choice("dtype", dtype, DTYPES)
+        check_choice("dtype", dtype, SPEED_DTYPES)
+        if dtype == "bfloat16":
+            raise NotSupported("MXNet 1.9.1 has no bfloat16 for its RNN layers or nd.dot: "
+                               "time it in float32")
         spec = cfg.layer_spec
         if spec.bidirectional:
             raise NotSupported("a bidirectional language model would see the tokens it predicts")

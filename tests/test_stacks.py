@@ -224,3 +224,40 @@ def test_explain_page_says_which_framework_was_not_installed():
     lines = not_run({"frameworks": ["torch", "mxnet", "jax"]}, recs)
     assert lines == ["**MXNet Gluon: not installed here** (`pip install 'rnnbench[mxnet]'`), so "
                      "its ladder is missing below."]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_bfloat16_speed_step_runs_and_claims_no_float32_gemm_share(backend):
+    backend_or_skip(backend)
+    from bench.speed_worker import fill_rates
+    from bench import speed_records as rec
+    from common.registry import get_module
+    from common.speedcase import speed_data
+    case = SpeedCase(backend, "fast", "lstm", "train", 8, 2, 3, 28, dtype="bfloat16")
+    step = get_module(backend, "speed").build_step(case, *speed_data(case))
+    out = step.fn()
+    step.sync(out)
+    first = out[0] if isinstance(out, (tuple, list)) else out
+    loss = float(first.float().mean()) if backend == "torch" else float(
+        np.asarray(first, dtype=np.float32).mean())
+    assert np.isfinite(loss) and "bfloat16" in str(first.dtype)
+    record = rec.StepRecord(case, rec.OK)
+    fill_rates(record, 0.5, table=None)
+    assert record.tokens_per_s == 2 * 3 / 0.5 and record.fraction_of_gemm is None
+
+
+def test_mxnet_has_no_bfloat16_and_says_so():
+    be = backend_or_skip("mxnet")
+    from common.config import LMConfig
+    from common.errors import NotSupported
+    from common.params import init_lm_params
+    cfg = LMConfig("lstm", "scratch", 28, 8)
+    with pytest.raises(NotSupported, match="no bfloat16"):
+        be.build_lm(cfg, init_lm_params(cfg), "bfloat16")
+
+
+def test_gpu_job_times_bfloat16_beside_float32_without_its_own_gemm():
+    assert gpujob.SPEED_DTYPES == ("float32", "bfloat16")
+    plan = gpujob.speed_plan("gpu", quick=False, dtype="bfloat16")
+    assert plan.grid.dtype == "bfloat16" and plan.gemm is False
+    assert gpujob.speed_plan("gpu", quick=False).gemm is True

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from common.backend import VJPResult, check_state_count
-from common.config import DTYPES, IMPLS, LayerSpec, check_choice
+from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
 from common.errors import NotSupported
 from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
 
@@ -166,7 +166,7 @@ class TorchBackend:
 
     def build_lm(self, cfg, params: Params, dtype: str = "float32",
                  device: str = "cpu") -> lm.TorchLM:
-        check_choice("dtype", dtype, DTYPES)
+        check_choice("dtype", dtype, SPEED_DTYPES)
         if cfg.layer_spec.bidirectional:
             raise NotSupported("a bidirectional language model would see the tokens it predicts")
         check_params(params, lm_param_shapes(cfg))

@@ -13,8 +13,8 @@ from common.errors import DeviceUnavailable
 from common.precision import tf32_allowed
 
 GPU_NAMES = ("gpu", "cuda")
-# The contract's dtype names (common.config.DTYPES) as torch dtypes.
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# The contract's dtype names (common.config.SPEED_DTYPES) as torch dtypes.
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 def set_tf32(enabled: bool) -> None:
