@@ -54,3 +54,17 @@ def case_arrays(cell, variant, layers, bidirectional, seed=0):
     G = rng.normal(size=(T, B, H * spec.num_directions))
     G_state = random_state(spec, B, rng, scale=1.0)
     return spec, params, X, state, G, G_state
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_jax_code():
+    """Drop JAX's compiled executables after each test module. The suite compiles thousands of
+    small XLA programs in one process; each keeps memory mappings for its machine code, and
+    without this the process ran into the kernel's mapping limit (vm.max_map_count) and
+    segfaulted inside XLA's compiler near the end of the run."""
+    yield
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        jax.clear_caches()
+        import gc
+        gc.collect()
