@@ -15,7 +15,7 @@ from bench.lm_data import LMData, epoch_batches, load_corpus
 from common.config import IMPLS, LMConfig, TrainConfig
 from common.errors import BackendUnavailable, NotSupported
 from common.params import init_lm_params
-from common.registry import get_backend, is_available
+from common.registry import get_backend, is_available, no_framework_installed
 
 FLOAT64_RTOL = 1e-8
 
@@ -43,8 +43,7 @@ def reference_backend(backends) -> str:
     for name in ("torch", *backends):
         if is_available(name):
             return name
-    raise BackendUnavailable("no framework is installed: pip install 'rnnbench[torch]' "
-                             "(or jax, mxnet)")
+    raise no_framework_installed()
 
 
 def drift_table(backends, cells=("rnn", "lstm", "gru"), dtypes=("float64", "float32"),

@@ -55,9 +55,14 @@ def chosen_backends(asked=None, verb: str = "rnnbench", say=print) -> list:
         say(f"{verb}: skipping {name}, not installed ({install_hint(name)})")
     present = [b for b in BACKENDS if b not in missing]
     if not present:
-        raise BackendUnavailable("no framework is installed: pip install 'rnnbench[torch]' "
-                                 "(or mxnet, jax)")
+        raise no_framework_installed()
     return present
+
+
+def no_framework_installed() -> BackendUnavailable:
+    """The error of a verb that found none of the frameworks installed."""
+    return BackendUnavailable("no framework is installed: pip install 'rnnbench[torch]' "
+                              "(or mxnet, jax)")
 
 
 def get_module(name: str, module: str):
