@@ -32,7 +32,7 @@ def val_ppl(ctx, be, model, val, T=None) -> float:
 
 def search_space(trial, s) -> dict:
     """One optuna trial's choice of the four hyperparameters the exercise names."""
-    return {"epochs": trial.suggest_int("epochs", 1, s.epochs * (1 if s.name == "quick" else 3)),
+    return {"epochs": trial.suggest_int("epochs", 1, s.epochs),
             "hidden": trial.suggest_categorical("hidden", [16, 32, 64, 128]),
             "num_steps": trial.suggest_categorical("num_steps", [8, 16, 32, 64]),
             "lr": trial.suggest_float("lr", 0.1, 8.0, log=True)}
@@ -205,7 +205,7 @@ def relu(ctx) -> Result:
 # ------------------------------------------------------------------ 12: overfitting
 
 def overfit_configs(s):
-    more = s.epochs * (2 if s.name == "quick" else 3)
+    more = s.epochs * 2
     configs = [("baseline", {}, {}), (f"hidden {4 * s.hidden}", {"hidden": 4 * s.hidden}, {}),
                (f"{more} epochs", {}, {"epochs": more}),
                ("no clipping", {}, {"clip": None})]
