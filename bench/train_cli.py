@@ -188,9 +188,10 @@ def add_trajectory(sub):
     p.add_argument("--backends", nargs="+", choices=backend_names(), default=list(backend_names()),
                    help="default: all; one that is not installed is a row saying so")
     p.add_argument("--steps", type=_count, default=50)
+    p.add_argument("--out", help="also write trajectory.json into this new directory")
     p.set_defaults(func=run_trajectory)
 
 
 def run_trajectory(args) -> int:
     from bench import trajectory
-    return trajectory.main(args.backends, args.steps)
+    return trajectory.main(args.backends, args.steps, args.out)

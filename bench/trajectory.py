@@ -81,8 +81,21 @@ def compact_table(rows: List[Dict]) -> str:
     return "\n".join(out)
 
 
-def main(backends, steps: int = 50) -> int:
+def write_record(out, backends, steps: int, rows: List[Dict]) -> None:
+    """`trajectory.json` (the rows, with the reference run) in a new directory `out`."""
+    from bench import records
+    from pathlib import Path
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records.write_json(out / "trajectory.json",
+                       {"kind": "trajectory", "steps": steps, "backends": list(backends),
+                        "reference": f"{reference_backend(backends)}/scratch", "rows": rows})
+
+
+def main(backends, steps: int = 50, out=None) -> int:
     rows = drift_table(backends, steps=steps)
+    if out is not None:
+        write_record(out, backends, steps, rows)
     print(f"max relative difference of {steps} per-step losses from "
           f"{reference_backend(backends)}/scratch")
     print("| dtype | cell | impl | max rel | loss at step 1 -> last |")
