@@ -1,0 +1,87 @@
+"""The speed bars the `fast` implementations are held to, judged from one speed run's records.
+
+Training tokens/s at d2l's sizes (B=32, T=35, V=28), float32, for each hidden size the run has:
+- every framework's `fast` LSTM and GRU within 1.25x of its own `builtin`;
+- JAX's `fast` LSTM at least 0.8x the fastest built-in LSTM of any framework;
+- PyTorch's `fast` GRU and RNN at least as fast as `nn.GRU` / `nn.RNN`.
+Each ratio comes with the two timings' spreads (inter-quartile range over the median).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from bench import speed_tables as tables
+
+BUILTIN_OVER_FAST = 1.25
+JAX_VS_FASTEST = 0.8
+D2L_SIZE = (32, 35, 28)             # batch, steps, vocab
+
+
+@dataclass(frozen=True)
+class Bar:
+    hidden: int
+    what: str
+    ratio: float
+    bound: float
+    upper: bool                     # True: the ratio must be at most `bound`
+    spreads: Tuple[float, float]
+
+    @property
+    def met(self) -> bool:
+        return self.ratio <= self.bound if self.upper else self.ratio >= self.bound
+
+    def line(self) -> str:
+        sign = "<=" if self.upper else ">="
+        a, b = (f"{100 * s:.0f}%" for s in self.spreads)
+        return (f"H={self.hidden}, {self.what}: {self.ratio:.2f} (needs {sign} {self.bound:g}: "
+                f"{'met' if self.met else 'NOT met'}; spreads {a} / {b})")
+
+
+def train_rates(records) -> Dict[Tuple[int, str, str, str], object]:
+    """(hidden, backend, impl, cell) -> the float32 CPU/GPU training record at d2l's B, T, V."""
+    out = {}
+    for r in tables.steps(records):
+        c = r.case
+        if (c.mode == "train" and c.dtype == "float32" and r.tokens_per_s
+                and (c.batch, c.steps, c.vocab) == D2L_SIZE):
+            out[(c.hidden, c.backend, c.impl, c.cell)] = r
+    return out
+
+
+def _spread(r) -> float:
+    return float(r.timing.get("iqr_over_median", 0.0))
+
+
+def _bar(hidden, what, num, den, bound, upper) -> Optional[Bar]:
+    if num is None or den is None:
+        return None
+    return Bar(hidden, what, num.tokens_per_s / den.tokens_per_s, bound, upper,
+               (_spread(num), _spread(den)))
+
+
+def bars(records) -> List[Bar]:
+    """Every bar the run has both timings for, by hidden size."""
+    rates, out = train_rates(records), []
+    for hidden in sorted({k[0] for k in rates}):
+        get = lambda be, impl, cell: rates.get((hidden, be, impl, cell))
+        for be in ("torch", "mxnet", "jax"):
+            for cell in ("lstm", "gru"):
+                out.append(_bar(hidden, f"{be} builtin / fast {cell.upper()}",
+                                get(be, "builtin", cell), get(be, "fast", cell),
+                                BUILTIN_OVER_FAST, True))
+        builtins = [r for r in (get(be, "builtin", "lstm") for be in ("torch", "mxnet", "jax"))
+                    if r is not None]
+        if builtins:
+            best = max(builtins, key=lambda r: r.tokens_per_s)
+            out.append(_bar(hidden, f"JAX fast LSTM / fastest built-in LSTM ({best.case.backend})",
+                            get("jax", "fast", "lstm"), best, JAX_VS_FASTEST, False))
+        for cell, name in (("gru", "nn.GRU"), ("rnn", "nn.RNN")):
+            out.append(_bar(hidden, f"torch fast / {name}", get("torch", "fast", cell),
+                            get("torch", "builtin", cell), 1.0, False))
+    return [b for b in out if b is not None]
+
+
+def bars_markdown(records) -> str:
+    """One bullet per bar, or '' when the run holds none of the timings."""
+    return "\n".join(f"- {b.line()}" for b in bars(records))
