@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed_cli.add_report(sub)
     from bench.explain_cli import add_explain; add_explain(sub)  # noqa: E702
     from bench.exercises import add_exercises; add_exercises(sub)  # noqa: E702
+    from bench.pages import add_pages; add_pages(sub)  # noqa: E702
     return parser
 
 
