@@ -69,6 +69,7 @@ class TrainLog:
     wall_seconds: float = 0.0
     tokens_per_second: float = 0.0
     resumed: List[dict] = field(default_factory=list)  # {epoch, step, after}: each resume
+    code_path: str = ""      # what ran: the layer's kernels and the output layer's
 
 
 def perplexity(mean_loss: float) -> float:
@@ -178,7 +179,8 @@ class Run:
         path = None if data.source in GENERATED else data.source
         self.log = TrainLog(backend, dataclasses.asdict(cfg), dataclasses.asdict(tcfg),
                             {"name": data.name, "source": data.source, "tokens": int(len(data.ids)),
-                             "vocab_size": len(data.vocab), "token": data.token, "path": path})
+                             "vocab_size": len(data.vocab), "token": data.token, "path": path},
+                            code_path=getattr(self.model, "code_path", ""))
         self.step = 0
 
     def run_epoch(self, epoch: int) -> EpochRecord:

@@ -10,7 +10,8 @@ from bench.lm_data import load_corpus
 from bench.lm_train import train
 from common.config import LMConfig, TrainConfig
 from common.errors import DataError
-from common.params import lm_param_shapes, load_params
+from common.params import init_lm_params, lm_param_shapes, load_params
+from common.registry import get_backend
 from conftest import backend_or_skip
 
 BACKENDS = ["torch", "mxnet", "jax"]
@@ -143,3 +144,18 @@ def test_corpus_too_small_for_the_batch_is_a_clear_error(tmp_path):
     backend_or_skip("torch")
     with pytest.raises(DataError, match="num_steps"):
         _short_run("torch", tmp_path, data)
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fast", "builtin"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_log_says_which_code_ran(backend, impl, tmp_path, tiny_data):
+    backend_or_skip(backend)
+    cfg = LMConfig("lstm", impl, len(tiny_data.vocab), 8)
+    log = train(backend, cfg, TrainConfig(lr=1.0, epochs=1, batch_size=4, num_steps=8),
+                tiny_data, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "train_log.json").read_text())
+    assert saved["code_path"] == log.code_path != ""
+    others = {i: get_backend(backend).build_lm(LMConfig("lstm", i, len(tiny_data.vocab), 8),
+                                                init_lm_params(cfg, 0), "float32", "cpu").code_path
+              for i in ("scratch", "fast", "builtin")}
+    assert len(set(others.values())) == 3 and saved["code_path"] == others[impl]
