@@ -148,13 +148,14 @@ def single_thread_torch(backends) -> None:
 
 
 def main(quick: bool, only=None, out=None, backends=None, data_dir=None,
-         progress: bool = True) -> int:
-    """Run the chosen exercises, write `exercises.md`, PNGs and `exNN.json`; 1 if any failed."""
+         progress: bool = True, rewrite: bool = False) -> int:
+    """Run the chosen exercises, write `exercises.md`, PNGs and `exNN.json`; 1 if any failed.
+    `rewrite`: run nothing, write `exercises.md` again from the records in `out`."""
     from bench import exercises_report
     settings = QUICK if quick else FULL
     single_thread_torch(backends or BACKENDS)
     exercises = registry()
-    chosen = parse_only(only, exercises)
+    chosen = [] if rewrite else parse_only(only, exercises)
     out = Path(out or f"rnnbench-results/exercises{'-quick' if quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data_dir) if data_dir else default_data_dir()
@@ -190,5 +191,8 @@ def add_exercises(sub) -> None:
                                   "$RNNBENCH_DATA, else downloads where an address is known")
     p.add_argument("--out", help="output directory (default rnnbench-results/exercises[-quick])")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=lambda a: main(a.quick, a.only, a.out, a.backends, a.data, not a.quiet))
+    p.add_argument("--rewrite", action="store_true",
+                   help="run nothing: write exercises.md again from the records in --out")
+    p.set_defaults(func=lambda a: main(a.quick, a.only, a.out, a.backends, a.data, not a.quiet,
+                                       a.rewrite))
 

@@ -162,7 +162,7 @@ def k_step_mse(rollout, x, ks=KS) -> Dict[int, float]:
     return {k: float(np.mean((preds[k - 1] - x[origins + k - 1]) ** 2)) for k in ks}
 
 
-@exercise(13, "d2l 1.0 §9.6 (concise RNN), exercise 2",
+@exercise(13, "d2l 1.0 §9.6 (concise RNN), exercise 2 (the Gluon edition's exercise 3)",
           "The chapter introduction's autoregressive model, with an RNN: on d2l's noisy sine "
           "(generated), the MLP on tau = 4 lagged values against an RNN that carries its "
           "state, predicting one step and k steps ahead.")

@@ -20,6 +20,10 @@ from common.params import init_lm_params
 from common.registry import get_backend
 
 SEC_SCRATCH = "d2l 1.0 §9.5 (RNN from scratch)"
+# d2l's MXNet-only edition (before the multi-framework ones), "Concise Implementation of
+# Recurrent Neural Networks": six exercises (why faster, overfit, autoregression, sampling,
+# depth, compression)
+SEC_GLUON = "d2l's Gluon edition (MXNet only), concise RNN"
 
 
 def base_model(ctx, backend, cell="rnn", tkw=None, **ckw):
@@ -285,7 +289,7 @@ def sample_row(be, model, vocab, alpha, n, seed=0) -> dict:
             "model_ppl": math.exp(nll), "sample": new[:70].replace("\n", " ")}
 
 
-@exercise(8, f"{SEC_SCRATCH}, exercise 8 (and the Gluon edition's sampling exercise, 14)",
+@exercise(8, f"{SEC_SCRATCH}, exercise 8 (and the Gluon edition's sampling exercise: 14)",
           "Sample the next character instead of taking the most likely one, and sharpen the "
           "distribution with q proportional to p^alpha for alpha > 1: how do diversity "
           "(distinct n-grams, the longest repeat) and the model's own perplexity of the text "
@@ -312,14 +316,14 @@ def sampling(ctx) -> Result:
     return Result(rows, answer)
 
 
-@exercise(14, "d2l 0.17 Gluon edition §8.5 (RNN from scratch), the sampling exercise",
+@exercise(14, f"{SEC_GLUON}, exercise 4",
           "Sample instead of picking the most likely character: the same question as exercise 8.")
 def sampling_gluon(ctx) -> Result:
     return Result([], "Folded into exercise 8, which measures sampling with q proportional to "
                       "p^alpha for several alpha in every framework.")
 
 
-@exercise(11, "d2l 0.17 Gluon edition §8.6 (concise RNN)",
+@exercise(11, f"{SEC_GLUON}, exercise 1",
           "Why is the built-in RNN faster than the scratch one, and does it differ in anything "
           "besides speed?")
 def builtin_difference(ctx) -> Result:
@@ -343,7 +347,7 @@ def compressed_bits_per_char(text: str) -> dict:
     return {k: 8 * v / len(text) for k, v in sizes.items()}
 
 
-@exercise(16, "d2l's language-model chapters: perplexity as compression",
+@exercise(16, f"{SEC_GLUON}, exercise 6",
           "How well does the model compress text? Its bits per character on held-out text "
           "against gzip, bzip2 and xz on the same bytes, and the model's own size in bits.")
 def compression(ctx) -> Result:

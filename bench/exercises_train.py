@@ -9,7 +9,7 @@ import numpy as np
 from bench import exercises_lm as L
 from bench.exercises import Result, exercise
 from bench.exercises_report import fmt, framework_plot
-from bench.exercises_text import SEC_SCRATCH
+from bench.exercises_text import SEC_GLUON, SEC_SCRATCH
 from common.errors import NotSupported
 
 SEC_CONCISE = "d2l 1.0 §9.6 (concise RNN)"
@@ -215,7 +215,7 @@ def overfit_configs(s):
     return configs
 
 
-@exercise(12, f"{SEC_CONCISE}, exercise 1",
+@exercise(12, f"{SEC_CONCISE}, exercise 1 (the Gluon edition's exercise 2)",
           "Can the model be made to overfit (more hidden units, more epochs, different "
           "clipping)? The gap between training and validation perplexity for each.")
 def overfitting(ctx) -> Result:
@@ -243,7 +243,7 @@ def overfitting(ctx) -> Result:
 
 # ------------------------------------------------------------------ 15: depth
 
-@exercise(15, "d2l 0.17 Gluon edition §8.6 (concise RNN), the hidden-layers exercise",
+@exercise(15, f"{SEC_GLUON}, exercise 5 (d2l 0.17 §8.6, exercise 2)",
           "More hidden layers (1 to 4) at the same budget: what happens, and what does it take "
           "to make the deep ones train?")
 def depth(ctx) -> Result:

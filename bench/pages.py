@@ -27,18 +27,20 @@ PAGES: Dict[str, Tuple[str, Callable[[Path], res.Page]]] = {
 
 def render_exercises(results: Path) -> res.Page:
     """An index of the exercise runs: per exercise, its question and each run's status."""
+    from bench.exercises import registry
+    exercises = registry()
     runs = [d for d in ("exercises", "exercises-quick") if (results / d / "exercises.md").exists()]
     found = {d: {r["number"]: r for r in (records.read_json(p) for p in
                                            sorted((results / d).glob("ex[0-9][0-9].json")))}
              for d in runs}
-    numbers = sorted({n for recs in found.values() for n in recs})
+    numbers = sorted(exercises)
     rows = ["| exercise | question | " + " | ".join(f"[{d}](results/{d}/exercises.md)"
                                                  for d in runs) + " |",
             "|---|---|" + "---|" * len(runs)]
     for n in numbers:
-        rec = next(found[d][n] for d in runs if n in found[d])
+        ex = exercises[n]
         status = [found[d][n]["status"] if n in found[d] else "not run yet" for d in runs]
-        rows.append(f"| {n}. {rec['section']} | {rec['question']} | " + " | ".join(status) + " |")
+        rows.append(f"| {n}. {ex.section} | {ex.question} | " + " | ".join(status) + " |")
     body = ["# d2l's RNN exercises, answered by measurement", "",
             "`rnnbench exercises` runs one experiment per exercise in every framework and writes, "
             "for each, the question, the command that reproduces it, the table or plot across "
