@@ -90,10 +90,16 @@ RUNG_ORDER: Tuple[str, ...] = tuple(RUNG_INFO)
 # The floor under every scratch rung (bench/explain.py measures it beside the ladder): the
 # products one training step of the LSTM language model must run when the recurrence is written
 # out per time step, timed alone, in each framework's fastest way of running them, and nothing else.
-PRODUCTS = ("the products alone: T forward recurrent products (B, H) x (H, 4H), T backward "
-            "(B, 4H) x (4H, H), the recurrent weight gradient (H, T*B) x (T*B, 4H), the input "
-            "projection (T*B, V) x (V, 4H) and its weight gradient, the output layer and its two "
-            "gradients")
+PRODUCTS = ("the products alone: T forward recurrent products (B, H) x (H, G), T backward "
+            "(B, G) x (G, H), the recurrent weight gradient (H, T*B) x (T*B, G), the input "
+            "projection (T*B, V) x (V, G) and its weight gradient, the output layer and its two "
+            "gradients; G = 4H for LSTM, 3H for GRU, H for RNN")
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def gate_width(cell: str, hidden: int) -> int:
+    """The width of a cell's fused gate pre-activations: 4H (LSTM), 3H (GRU), H (RNN)."""
+    return GATES[cell] * hidden
 
 # Rungs holding the canonical parameters as they are (the others fuse them, or use the built-in's).
 CANONICAL_RUNGS = ("d2l", "fast")

@@ -25,7 +25,7 @@ import numpy as np
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
-from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm
+from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm, gate_width
 
 from .cells import SPLITS, lstm_pointwise, lstm_step
 from .convert import grads_from_native, to_native
@@ -217,11 +217,12 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
     one training step's products alone, jitted, the recurrent ones in a `lax.scan` each way as
     the hand-backward rung runs them (each step's product feeds the next, so none is skipped)."""
     H, V, B, T = cfg.hidden_size, cfg.vocab_size, batch, steps
+    Hg = gate_width(cfg.cell, H)      # the fused gates: 4H (LSTM), 3H (GRU), H (RNN)
     dev = resolve_device(device)
     with compute_scope(dev, dtype):
         keys = iter(jax.random.split(jax.random.key(0), 12))
         r = lambda *shape: jax.random.normal(next(keys), shape, dtype)
-        args = (r(H, 4 * H), r(V, 4 * H), r(H, V), r(T * B, V), r(T * B, H), r(T, B, 4 * H),
+        args = (r(H, Hg), r(V, Hg), r(H, V), r(T * B, V), r(T * B, H), r(T, B, Hg),
                 r(T * B, V), r(B, H))
 
     def products(W_h, W_x, W_q, X, Y, G, dlogits, h0):
@@ -229,7 +230,7 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
         h, _ = jax.lax.scan(forward, h0, None, length=T)
         W_hT = jax.lax.optimization_barrier(W_h.T)
         dh, _ = jax.lax.scan(lambda dh, g: (dh + g @ W_hT, None), h0, G)
-        G2 = G.reshape(T * B, 4 * H)
+        G2 = G.reshape(T * B, Hg)
         return h, dh, Y.T @ G2, X @ W_x, X.T @ G2, Y @ W_q, dlogits @ W_q.T, Y.T @ dlogits
 
     fn = jax.jit(products)

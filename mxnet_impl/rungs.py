@@ -22,7 +22,8 @@ import numpy as np
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
-from common.rungs import CANONICAL_RUNGS, FUSED_KEYS, canonical_grads, check_config, fuse_lstm
+from common.rungs import (CANONICAL_RUNGS, FUSED_KEYS, canonical_grads, check_config, fuse_lstm,
+                          gate_width)
 
 from ._mx import mx
 from .adapter import builtin_code_path, openmp_counts
@@ -256,11 +257,12 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
     run them."""
     ctx = resolve_device(device)
     H, V, B, T = cfg.hidden_size, cfg.vocab_size, batch, steps
+    Hg = gate_width(cfg.cell, H)      # the fused gates: 4H (LSTM), 3H (GRU), H (RNN)
     rng = np.random.default_rng(0)
     r = lambda *shape: to_nd(rng.standard_normal(shape), ctx, dtype)
-    W_h, W_hT, W_x, W_q, W_qT = r(4 * H, H), r(H, 4 * H), r(4 * H, V), r(V, H), r(H, V)
-    X, Y, dlogits, h, dg = r(T * B, V), r(T * B, H), r(T * B, V), r(B, H), r(B, 4 * H)
-    G_T, X_T, Y_T, dlogits_T = r(4 * H, T * B), r(V, T * B), r(H, T * B), r(V, T * B)
+    W_h, W_hT, W_x, W_q, W_qT = r(Hg, H), r(H, Hg), r(Hg, V), r(V, H), r(H, V)
+    X, Y, dlogits, h, dg = r(T * B, V), r(T * B, H), r(T * B, V), r(B, H), r(B, Hg)
+    G_T, X_T, Y_T, dlogits_T = r(Hg, T * B), r(V, T * B), r(H, T * B), r(V, T * B)
 
     def step():
         for _ in range(T):

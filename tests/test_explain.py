@@ -327,18 +327,20 @@ def test_a_device_the_framework_cannot_see_is_unavailable_not_an_error(tmp_path)
     assert "unavailable" in text
 
 
+@pytest.mark.parametrize("cell,gates", [("lstm", 4), ("gru", 3), ("rnn", 1)])
 @pytest.mark.parametrize("framework", list(explain.FRAMEWORK_RUNGS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_products_step_runs_the_steps_products(framework, dtype):
+def test_products_step_runs_the_steps_products(framework, dtype, cell, gates):
     """The floor's step returns the weight gradient and the input projection among its products,
-    at the shapes of the step it stands for."""
+    at the shapes of the step it stands for (the cell's gate width)."""
     R = rungs_of(framework)
-    step, sync, kernels = R.products_step(LMConfig("lstm", "scratch", V, H), B, T, dtype)
+    step, sync, kernels = R.products_step(LMConfig(cell, "scratch", V, H), B, T, dtype)
     out = step()
     sync(out)
     shapes = {tuple(np.shape(a)) for a in out}
-    assert {(H, 4 * H), (4 * H, H)} & shapes, shapes      # dW_h, in either layout
-    assert (T * B, 4 * H) in shapes and (T * B, V) in shapes, shapes
+    G = gates * H
+    assert {(H, G), (G, H)} & shapes, shapes      # dW_h, in either layout
+    assert (T * B, G) in shapes and (T * B, V) in shapes, shapes
     assert kernels
 
 

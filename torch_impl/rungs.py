@@ -27,7 +27,7 @@ from torch import nn
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
-from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm
+from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm, gate_width
 
 from .cells import lstm_step
 from .convert import grads_from_native
@@ -191,11 +191,12 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
     `packable`, else `torch.matmul`."""
     tdtype, dev = TORCH_DTYPES[dtype], resolve_device(device)
     H, V, B, T = cfg.hidden_size, cfg.vocab_size, batch, steps
+    Hg = gate_width(cfg.cell, H)      # the fused gates: 4H (LSTM), 3H (GRU), H (RNN)
     gen = torch.Generator(device="cpu").manual_seed(0)
     r = lambda *shape: torch.randn(*shape, generator=gen, dtype=tdtype).to(dev)
-    W_h, W_x, W_q = r(H, 4 * H), r(V, 4 * H), r(H, V)
-    X, Y, G, dlogits = r(T * B, V), r(T * B, H), r(T * B, 4 * H), r(T * B, V)
-    h, xp, dg = r(B, H), r(B, 4 * H), r(B, 4 * H)
+    W_h, W_x, W_q = r(H, Hg), r(V, Hg), r(H, V)
+    X, Y, G, dlogits = r(T * B, V), r(T * B, H), r(T * B, Hg), r(T * B, V)
+    h, xp, dg = r(B, H), r(B, Hg), r(B, Hg)
     packed = packable(W_h)
 
     def step():
