@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-from bench import pages_results as res, pages_speed as spd, records
+from bench import pages_results as res, pages_speed as spd
+from bench.core import records
 from common import atomic
 
 BEGIN, END = "<!-- headlines: written by `rnnbench pages` -->", "<!-- end of headlines -->"
@@ -27,7 +28,7 @@ PAGES: Dict[str, Tuple[str, Callable[[Path], res.Page]]] = {
 
 def render_exercises(results: Path) -> res.Page:
     """An index of the exercise runs: per exercise, its question and each run's status."""
-    from bench.exercises import registry
+    from bench.exercises.runner import registry
     exercises = registry()
     runs = [d for d in ("exercises", "exercises-quick") if (results / d / "exercises.md").exists()]
     found = {d: {r["number"]: r for r in (records.read_json(p) for p in

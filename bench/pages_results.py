@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from bench import records
+from bench.core import records
 
 Page = Tuple[str, str]
 
@@ -31,7 +31,8 @@ def spread(values) -> float:
 # ------------------------------------------------------------------ parity and trajectories
 
 def render_parity(results: Path) -> Page:
-    from bench import parity_report, seq2seq_parity, trajectory
+    from bench.parity import tables as parity_report, seq2seq as seq2seq_parity
+    from bench.lm import trajectory
     doc = records.read_json(results / "parity-3impl/parity.json", "a parity record")
     traj = records.read_json(results / "trajectory/trajectory.json", "a trajectory record")
     recs, counts = doc["records"], parity_report.summary_counts(doc["records"])
@@ -75,7 +76,7 @@ def render_parity(results: Path) -> Page:
 def quality_records(directory: Path, *overrides: str) -> List[dict]:
     """The records of `directory/quality.json`, rows of each `overrides` subdirectory replacing
     the rows of the same model and framework, in the preset's order of models."""
-    from bench.lm_quality import PRESETS
+    from bench.lm.quality import PRESETS
     doc = records.read_json(directory / "quality.json", "an lm-quality record")
     recs = doc["records"]
     for sub in overrides:
@@ -117,7 +118,7 @@ def model_spreads(recs: List[dict]) -> Dict[str, float]:
 
 
 def render_language_models(results: Path) -> Page:
-    from bench import lm_quality
+    from bench.lm import quality as lm_quality
     d10 = results / "lm-quality-d2l-1.0"
     f32 = quality_records(d10, "gru-scratch-rerun")
     f64_dir = results / "lm-quality-d2l-1.0-float64"
@@ -187,7 +188,7 @@ def seed_summary(results: Path) -> str:
 
 
 def render_fastbook(results: Path) -> Page:
-    from bench import ladder_report
+    from bench.fastbook import report as ladder_report
     f32 = records.read_json(results / "ladder/ladder.json", "a ladder record")["records"]
     f64 = records.read_json(results / "ladder-float64/ladder.json")["records"]
     within = lambda recs: sum(all(abs(r["accuracy"] - r["fastbook_accuracy"]) <= 0.03 or

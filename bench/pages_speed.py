@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import records
+from bench.core import records
 from bench.pages_results import Page, demote, rebase
 
 D2L_RUN = "speed-cpu-d2l"
@@ -33,7 +33,8 @@ def fastest(recs, hidden: int, cell: str = "lstm"):
 
 
 def render_speed(results: Path) -> Page:
-    from bench import speed_bars, speed_records as rec, speed_tables as tables
+    from bench import speed_bars
+    from bench.speed import records as rec, tables
     d2l = rec.read(results / D2L_RUN / rec.FILENAME)
     grid = rec.read(results / GRID_RUN / rec.FILENAME)
     images = "".join(f"![{mode} throughput](results/{D2L_RUN}/speed-cpu-{mode}.png)\n\n"
@@ -72,7 +73,7 @@ def render_speed(results: Path) -> Page:
 
 
 def render_why(results: Path) -> Page:
-    from bench import explain_report
+    from bench.explain import report as explain_report
     doc = records.read_json(results / "explain-cpu/explain.json", "an explain record")
     text = explain_report.markdown(doc["config"], doc["records"], doc.get("floors", []))
     title, _, rest = text.partition("\n")
@@ -80,7 +81,7 @@ def render_why(results: Path) -> Page:
             "[results/explain-cpu/explain.json](results/explain-cpu/explain.json).",
             "", rebase(rest, "results/explain-cpu/").lstrip("\n"),
             "![every rung, tokens/s](results/explain-cpu/explain.png)", ""]
-    rungs = explain_report.ladder(doc["records"])
+    rungs = explain_report.rung_table(doc["records"])
     key = next((k for k in sorted(rungs) if k[0] == "mxnet" and k[2] == 256), None)
     head = "d2l's scratch LSTM turned into the built-in one change at a time, every rung timed"
     if key:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from bench import speed_tables as tables
+from bench.speed import tables
 
 BUILTIN_OVER_FAST = 1.25
 JAX_VS_FASTEST = 0.8

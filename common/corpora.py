@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import atomic
 from .config import check_choice
 from .download import download, extract_zip
 from .errors import DataError
@@ -303,7 +304,7 @@ def write_human_numbers(directory) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in human_numbers_files().items():
-        (directory / name).write_text(text, encoding="utf-8", newline="\n")
+        atomic.write_text(directory / name, text, overwrite=True)
     return directory
 
 

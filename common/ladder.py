@@ -46,9 +46,6 @@ TEXT_LEARNER_MOMS = (0.8, 0.7, 0.8)     # TextLearner's (LMModel7 is trained by 
 BASELINE_TOKEN, BASELINE_ACCURACY = "thousand", 0.15165200855716662
 FASTBOOK_SOURCE = "fastbook chapter 12 (12_nlp_dive), final validation accuracy, docs/anchors.md"
 
-ARCHS = ("unrolled3", "loop3", "stateful3", "window", "rnn", "lstm")
-DATA_KINDS = ("three", "three_chunks", "windows")
-
 
 @dataclass(frozen=True)
 class LadderSpec:

@@ -4,7 +4,7 @@ and the fused parameter layout the middle rungs train (NumPy only; no framework 
 d2l's exercise asks why Gluon's concise RNN trains faster than the scratch one. The ladder
 answers it by changing d2l's scratch LSTM language model one thing at a time until it is the
 built-in, in every framework (`{torch,mxnet,jax}_impl/rungs.py`, same function names), and
-measuring each rung (bench/explain.py). Every rung computes the same function of the same
+measuring each rung (bench/explain/runner.py). Every rung computes the same function of the same
 canonical parameters; tests/test_explain.py holds each to the built-in's forward and gradients.
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ RUNG_INFO: Dict[str, RungInfo] = {
 }
 RUNG_ORDER: Tuple[str, ...] = tuple(RUNG_INFO)
 
-# The floor under every scratch rung (bench/explain.py measures it beside the ladder): the
+# The floor under every scratch rung (bench/explain/runner.py measures it beside the ladder): the
 # products one training step of the LSTM language model must run when the recurrence is written
 # out per time step, timed alone, in each framework's fastest way of running them, and nothing else.
 PRODUCTS = ("the products alone: T forward recurrent products (B, H) x (H, G), T backward "

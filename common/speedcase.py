@@ -89,7 +89,7 @@ class Budget:
             raise ValueError(f"budget seconds must be >= 0, got {self.seconds!r}")
 
     def measure_kwargs(self) -> Dict[str, float]:
-        """Keyword arguments for `bench.timing.measure`."""
+        """Keyword arguments for `bench.core.timing.measure`."""
         return {"warmup": self.warmup, "min_repeats": self.min_repeats,
                 "budget_s": self.seconds, "max_repeats": self.max_repeats}
 

@@ -3,7 +3,7 @@ harness's ReLU cases."""
 import numpy as np
 import pytest
 
-from bench import parity
+from bench.parity import harness as parity
 from common.config import LayerSpec, LMConfig
 from common.errors import NotSupported
 from common.params import init_params
@@ -59,7 +59,7 @@ def test_parity_cases_include_relu_rnn():
 
 
 def test_train_cli_refuses_relu_for_lstm_in_one_line(capsys, tmp_path):
-    from bench.cli import main
+    from bench.cli.main import main
     rc = main(["train", "--cell", "lstm", "--activation", "relu", "--corpus", "human_numbers",
                "--epochs", "1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 from common.checkpoint import save_params
 from common.config import LMConfig
 from common.params import init_lm_params
@@ -196,11 +196,11 @@ def test_bad_input_gets_one_line_and_exit_2(argv, names, says, files, tmp_path, 
 
 
 def test_an_unexpected_error_is_one_line_and_a_traceback_file(tmp_path, monkeypatch, capsys):
-    import bench.info
+    import bench.core.info
 
     def broken(**kw):
         raise TypeError("a bug")
-    monkeypatch.setattr(bench.info, "main", broken)
+    monkeypatch.setattr(bench.core.info, "main", broken)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     assert main(["info"]) == 3
     err = capsys.readouterr().err.strip()

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 from common.registry import is_available
 from conftest import ROOT
 

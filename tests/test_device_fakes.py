@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from bench import speed_worker as worker
+from bench.speed import worker
 from common.errors import RnnbenchError
 from common.speedcase import Budget, SpeedCase, speed_data
 

@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from bench import exercises as E
-from bench import exercises_lm as L
-from bench import exercises_report as R
-from bench import exercises_sine as S
-from bench import exercises_text as X
-from bench import exercises_train as TR
-from bench.lm_data import LMData
+from bench.exercises import runner as E
+from bench.exercises import lm as L
+from bench.exercises import report as R
+from bench.exercises import sine as S
+from bench.exercises import text as X
+from bench.exercises import train as TR
+from bench.lm.data import LMData
 from common.vocab import Vocab
 
 V = 5
@@ -226,7 +226,7 @@ def test_report_table_and_markdown(tmp_path):
 
 
 def test_cli_rejects_unknown_exercise(capsys):
-    from bench.cli import main
+    from bench.cli.main import main
     assert main(["exercises", "--quick", "--only", "42", "--out", "/nonexistent/x"]) == 2
     assert "no exercise 42" in capsys.readouterr().err
 

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from bench import explain, explain_report
-from bench.explain_worker import batch, max_error
+from bench.explain import runner as explain, report as explain_report
+from bench.explain.worker import batch, max_error
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import init_lm_params

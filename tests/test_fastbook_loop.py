@@ -1,10 +1,10 @@
-"""fastbook's training loop (`bench.ladder`) over a stub `ladder` trainer: the loss and accuracy
+"""fastbook's training loop (`bench.fastbook.runner`) over a stub `ladder` trainer: the loss and accuracy
 arithmetic per epoch, the batches each step gets, and the record `run_model` writes.
 """
 import numpy as np
 import pytest
 
-from bench import ladder as bench_ladder
+from bench.fastbook import runner as bench_ladder
 from common import ladder as L
 from stub_backends import NAME, install
 

@@ -9,7 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from bench import records, speed_records as rec
+from bench.core import records
+from bench.speed import records as rec
 from common import atomic, corpora, download as dl
 from common.checkpoint import load_params, save_params
 from common.errors import DataError
@@ -87,7 +88,7 @@ def test_an_undecodable_line_is_skipped_and_named(tmp_path):
 
 
 def test_the_report_notes_skipped_lines(tmp_path):
-    from bench import report
+    from bench.report import run_report as report
     path = tmp_path / rec.FILENAME
     rec.append(path, _record(1))
     with open(path, "ab") as f:
@@ -147,7 +148,7 @@ def test_an_older_npz_checkpoint_still_generates(tmp_path):
     pytest.importorskip("torch")
     import dataclasses
 
-    from bench.generate import generate, load_checkpoint
+    from bench.lm.generate import generate, load_checkpoint
     from common.config import LMConfig
     from common.params import init_lm_params
     from common.vocab import Vocab

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from bench import records
+from bench.core import records
 from common import registry
 from common.config import LayerSpec
 from common.errors import BackendUnavailable, UnknownBackend

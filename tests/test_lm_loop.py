@@ -1,4 +1,4 @@
-"""The language-model training loop (`bench.lm_train.train`) over a stub backend.
+"""The language-model training loop (`bench.lm.train.train`) over a stub backend.
 
 The stub trainer's losses and states are chosen here, so every number the loop decides can be
 checked exactly: the state passed at each step under each partition, the token-weighted train
@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from bench.lm_data import LMData
-from bench.lm_train import train
+from bench.lm.data import LMData
+from bench.lm.train import train
 from common.batching import sliding_windows
 from common.config import LMConfig, TrainConfig
 from common.params import load_params
@@ -37,7 +37,7 @@ def data():
 def no_plot(request, monkeypatch):
     """Skip drawing perplexity.png (a second per run) except in the tests of the plot."""
     if "plot" not in request.node.name:
-        monkeypatch.setattr("bench.plots.plot_perplexity", lambda log, path: path)
+        monkeypatch.setattr("bench.core.plots.plot_perplexity", lambda log, path: path)
 
 
 def _run(monkeypatch, tmp_path, data, losses=lambda n, X: 1.0, scale=1.0, **train_kw):

@@ -1,6 +1,6 @@
 """The lm-quality presets and table (the runs themselves are benchmarks, not tests)."""
 
-from bench import lm_quality
+from bench.lm import quality as lm_quality
 from common.config import LMConfig
 
 

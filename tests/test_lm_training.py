@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from bench import generate as gen
-from bench import trajectory
-from bench.lm_data import load_corpus
-from bench.lm_train import train
+from bench.lm import generate as gen
+from bench.lm import trajectory
+from bench.lm.data import load_corpus
+from bench.lm.train import train
 from common.config import LMConfig, TrainConfig
 from common.errors import DataError
 from common.params import init_lm_params, lm_param_shapes, load_params

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from bench import parity, parity_report
-from bench.parity import Case, ImplResult
+from bench.parity import harness as parity, runner as parity_runner, tables as parity_tables
+from bench.parity.harness import Case, ImplResult
 from conftest import backend_or_skip
 
 LSTM64 = Case("lstm", "reset_after", 1, False, "float64")
@@ -101,7 +101,7 @@ def test_verb_writes_json_markdown_and_exit_status(tmp_path, capsys, monkeypatch
     backend_or_skip("torch")
     monkeypatch.setattr(parity, "default_cases", lambda quick, dtypes: [
         LSTM64, Case("gru", "reset_before", 1, False, "float64")])
-    assert parity_report.main(True, ["torch"], ["float64"], "cpu", tmp_path) == 0
+    assert parity_runner.main(True, ["torch"], ["float64"], "cpu", tmp_path) == 0
     doc = json.loads((tmp_path / "parity.json").read_text())
     assert doc["environment"]["versions"]["torch"]["torch"]
     assert {r["status"] for r in doc["records"]} == {"PASS", "NOT SUPPORTED", "DIFFERENT FUNCTION"}
@@ -110,12 +110,12 @@ def test_verb_writes_json_markdown_and_exit_status(tmp_path, capsys, monkeypatch
     out = capsys.readouterr().out
     assert "lstm float64" in out and "Totals: PASS 1" in out
     with pytest.raises(FileExistsError):      # a second run never overwrites the first
-        parity_report.main(True, ["torch"], ["float64"], "cpu", tmp_path)
+        parity_runner.main(True, ["torch"], ["float64"], "cpu", tmp_path)
 
 
 def test_worst_table_takes_the_largest_passing_error():
     recs = [dict(cell="lstm", variant="reset_after", dtype="float64", status="PASS", max_abs=e)
             for e in (1e-15, 3e-15)]
     recs.append(dict(cell="lstm", variant="reset_after", dtype="float64", status="FAIL", max_abs=1.0))
-    table = parity_report.worst_table(recs)
+    table = parity_tables.worst_table(recs)
     assert "| lstm | 3.0e-15 | PASS 2, FAIL 1 |" in table

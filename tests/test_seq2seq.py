@@ -2,7 +2,7 @@
 decoding, BLEU, every framework x impl against the NumPy reference, gradients and trainers
 across frameworks, the parity section, checkpoints across frameworks, the `translate` verb.
 
-Every model here has the parity harness's sizes (bench/seq2seq_parity.py), so JAX compiles each
+Every model here has the parity harness's sizes (bench/parity/seq2seq.py), so JAX compiles each
 (impl, variant, dtype) once for the whole file.
 """
 import math
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import reference as ref
-from bench import seq2seq_parity as s2p
-from bench.parity import Case
-from bench.tolerances import tolerance
+from bench.parity import seq2seq as s2p
+from bench.parity.harness import Case
+from bench.parity.tolerances import tolerance
 from common import metrics
 from common.registry import get_module
 from common.seq2seq import (Seq2SeqConfig, init_seq2seq_params, label_mask, seq2seq_param_shapes,
@@ -360,7 +360,7 @@ def _fra_path():
 def tiny_checkpoint(tmp_path_factory):
     """A torch model trained for 2 epochs on 32 pairs, with its checkpoint and data."""
     backend_or_skip("torch")
-    from bench import translate
+    from bench.translate import runner as translate
     from common.corpora import load_fra_eng
     from common.seq2seq import TranslateConfig
     tcfg = TranslateConfig(lr=0.01, epochs=2, batch_size=16, num_steps=6, num_train=32,
@@ -376,7 +376,7 @@ def tiny_checkpoint(tmp_path_factory):
                          ids=["mxnet-builtin", "jax-scratch"])
 def test_checkpoint_translates_the_same_in_another_framework(tiny_checkpoint, backend, impl):
     backend_or_skip(backend)   # the current stack has no MXNet
-    from bench import translate
+    from bench.translate import runner as translate
     run = tiny_checkpoint
     mod, model, src_vocab, tgt_vocab, meta = translate.load_checkpoint(run.log.checkpoint,
                                                                         backend, impl)
@@ -391,7 +391,7 @@ def test_checkpoint_translates_the_same_in_another_framework(tiny_checkpoint, ba
 
 
 def test_translate_verb_reports_unknown_words(tiny_checkpoint, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
     assert main(["translate", "--checkpoint", tiny_checkpoint.log.checkpoint, "--backend", "jax",
                  "--sentences", "go zorglub ."]) == 0
     out = capsys.readouterr().out
@@ -405,7 +405,7 @@ def test_translate_verb_reports_unknown_words(tiny_checkpoint, capsys):
     (["--checkpoint", "NOT_SEQ2SEQ"], "not a translation checkpoint"),
 ], ids=["empty-sentence", "empty-file", "missing-checkpoint", "lm-checkpoint"])
 def test_translate_verb_errors_are_one_line(argv, needle, tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
     from common.params import save_params
     (tmp_path / "empty.txt").write_text("\n  \n")
     save_params(tmp_path / "lm.npz", {"W_hq": np.zeros((2, 2))}, {"model": {}})

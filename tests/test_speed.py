@@ -2,12 +2,13 @@
 import json
 import subprocess
 import sys
-import types
 
 import pytest
 
-from bench import mainjob, report, speed, speed_records as rec, speed_worker as worker
-from bench.speed_grid import SpeedPlan, named_sizes, product_sizes, quick_plan, sweep_axis
+from bench.jobs import main_job as mainjob
+from bench.report import run_report as report
+from bench.speed import runner as speed, records as rec, worker
+from bench.speed.grid import SpeedPlan, named_sizes, product_sizes, quick_plan, sweep_axis
 from common.flops import case_flops, gemm_bound_seconds, step_flops, step_matmuls
 from common.speedcase import Budget, SpeedCase, SpeedGrid, Step, speed_data
 from conftest import ROOT
@@ -215,7 +216,7 @@ def test_missing_gpu_is_recorded_not_crashed():
 
 
 def test_not_supported_shows_in_tables():
-    from bench import speed_tables
+    from bench.speed import tables as speed_tables
     text = speed_tables.throughput_tables(_examples(), markdown=True)
     assert "n/s" in text
     assert any("only reset_after" in x for x in speed_tables.notes(_examples())["NOT SUPPORTED"])
@@ -342,17 +343,10 @@ def test_report_of_empty_directory_is_an_error(tmp_path):
         report.build(tmp_path)
 
 
-# The main job's guarded explain step.
+# The main job's explain step.
 
 def test_main_job_calls_explain_when_present(tmp_path, monkeypatch):
+    from bench.explain import runner as explain
     seen = []
-    fake = types.ModuleType("bench.explain")
-    fake.main_quick = lambda out: seen.append(out) or 0
-    monkeypatch.setitem(sys.modules, "bench.explain", fake)
+    monkeypatch.setattr(explain, "main_quick", lambda out: seen.append(out) or 0)
     assert mainjob.run_explain(tmp_path) == 0 and seen == [tmp_path]
-
-
-def test_main_job_reports_missing_explain(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "bench.explain", None)  # import fails as if absent
-    assert mainjob.run_explain(tmp_path) == 0
-    assert "not available" in capsys.readouterr().out

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from bench import speed, speed_records as rec, speed_tables, speed_worker as worker
-from bench.speed_grid import SpeedPlan
+from bench.speed import runner as speed, records as rec, tables as speed_tables, worker
+from bench.speed.grid import SpeedPlan
 from common.flops import case_flops, case_matmuls, gemm_bound_seconds, step_flops
 from common.speedcase import Budget, SpeedCase, SpeedGrid, Step
 

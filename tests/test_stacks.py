@@ -8,9 +8,11 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from bench import compare, gpujob, parity, parity_report
-from bench.parity import Case, ImplResult
-from bench.progress import tqdm
+from bench.report import compare
+from bench.jobs import gpu_job as gpujob
+from bench.parity import harness as parity, tables as parity_tables
+from bench.parity.harness import Case, ImplResult
+from bench.core.progress import tqdm
 from common.errors import DeviceUnavailable
 from common.precision import TF32_ENV, tf32_allowed
 from common.speedcase import SpeedCase
@@ -36,11 +38,11 @@ def _records_with_a_missing_framework():
 
 def test_missing_framework_is_a_row_in_every_rendering():
     records = _records_with_a_missing_framework()
-    text = parity_report.text_report(records)
+    text = parity_tables.text_report(records)
     assert "n/i" in text and "ok 0.0e+00" in text and "rnnbench[mxnet]" in text
     doc = {"records": records, "environment": {"device": "cpu", "sizes": parity.SIZES}}
-    assert "| torch/scratch | — | ok 0.0e+00 | n/i |" in parity_report.markdown_section(doc)
-    labels = parity_report.matrices(records)[("gru[reset_before]", "float64")]["labels"]
+    assert "| torch/scratch | — | ok 0.0e+00 | n/i |" in parity_tables.markdown_section(doc)
+    labels = parity_tables.matrices(records)[("gru[reset_before]", "float64")]["labels"]
     assert labels == ["torch/scratch", "jax/scratch", "mxnet/scratch"]   # no distance label
 
 
@@ -48,7 +50,7 @@ def test_records_written_before_the_comparison_field_still_render():
     records = _records_with_a_missing_framework()
     for r in records:
         r.pop("comparison")
-    assert "[reset_after]" not in parity_report.text_report(records).split("Not run")[0]
+    assert "[reset_after]" not in parity_tables.text_report(records).split("Not run")[0]
 
 
 def test_a_missing_device_is_no_device_not_a_failure(monkeypatch):
@@ -128,7 +130,7 @@ def test_jax_x64_bridge_switches_float64_on_for_the_scope_only():
 
 def _write_run(directory, device, device_name, rates):
     """A results directory with one env record and one step record per (impl, tokens/s)."""
-    from bench import speed_records as rec
+    from bench.speed import records as rec
     directory.mkdir()
     env = rec.EnvRecord("torch", {"torch": "9.9"}, [], 2, {}, [0, 1], device_name, {})
     lines = [rec.to_json(env)]
@@ -208,7 +210,8 @@ def test_environment_file_has_one_record_per_backend(tmp_path, capsys):
 
 
 def test_charts_are_skipped_where_matplotlib_is_missing(monkeypatch, tmp_path, capsys):
-    from bench import plots, speed_plots
+    from bench.core import plots
+    from bench.speed import charts as speed_plots
     monkeypatch.setattr(plots, "available", lambda: False)
     monkeypatch.setattr(plots, "_said", [])
     assert speed_plots.parity_chart({}, tmp_path / "x.png") is None
@@ -219,7 +222,7 @@ def test_charts_are_skipped_where_matplotlib_is_missing(monkeypatch, tmp_path, c
 
 
 def test_explain_page_says_which_framework_was_not_installed():
-    from bench.explain_report import not_run
+    from bench.explain.report import not_run
     recs = [{"framework": "torch"}, {"framework": "jax"}]
     lines = not_run({"frameworks": ["torch", "mxnet", "jax"]}, recs)
     assert lines == ["**MXNet Gluon: not installed here** (`pip install 'rnnbench[mxnet]'`), so "
@@ -229,8 +232,8 @@ def test_explain_page_says_which_framework_was_not_installed():
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_bfloat16_speed_step_runs_and_claims_no_float32_gemm_share(backend):
     backend_or_skip(backend)
-    from bench.speed_worker import fill_rates
-    from bench import speed_records as rec
+    from bench.speed.worker import fill_rates
+    from bench.speed import records as rec
     from common.registry import get_module
     from common.speedcase import speed_data
     case = SpeedCase(backend, "fast", "lstm", "train", 8, 2, 3, 28, dtype="bfloat16")

@@ -7,8 +7,8 @@ import signal
 import numpy as np
 import pytest
 
-from bench import lm_train
-from bench.lm_data import load_corpus
+from bench.lm import train as lm_train
+from bench.lm.data import load_corpus
 from common.config import LMConfig, TrainConfig
 from common.params import load_params
 from conftest import backend_or_skip
@@ -160,7 +160,7 @@ def test_sigterm_keeps_log_and_checkpoint_and_resume_continues_exactly(backend, 
 
 def test_ctrl_c_then_resume_through_the_cli(few_batches, tmp_path, monkeypatch, capsys):
     """`rnnbench train` interrupted (exit 130, the resume command printed), then `--resume`."""
-    from bench.cli import main
+    from bench.cli.main import main
 
     def interrupt(step):
         if step == 30:

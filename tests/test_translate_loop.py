@@ -1,4 +1,4 @@
-"""The translation training loop (`bench.translate.train`) over a stub `seq2seq` module.
+"""The translation training loop (`bench.translate.runner.train`) over a stub `seq2seq` module.
 
 Rows are tagged: column 0 of row i's source, decoder input and label is i, so the tests can
 see which rows each step got. The stub's losses and logits are chosen here, so the epoch's
@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import translate
+from bench.translate import runner as translate
 from common.corpora import FraEng
 from common.params import load_params
 from common.seq2seq import Seq2SeqConfig, TranslateConfig

@@ -1,0 +1,1 @@
+"""Reports: the report of one run directory and the comparison of several."""

@@ -1,0 +1,1 @@
+"""Translation: seq2seq training, BLEU and greedy translations on fra-eng."""
