@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bench.parity import harness as parity
+from bench.parity.tolerances import allclose
 from common.config import LayerSpec, LMConfig
 from common.errors import NotSupported
 from common.params import init_params
@@ -43,12 +44,13 @@ def test_relu_rnn_matches_numpy(backend, impl):
         assert backend == "mxnet" and impl == "builtin" and "float32" in str(exc)
         layer = be.build_layer(spec, impl, params, "float32")
         Y, _ = be.forward(layer, X.astype("float32"))
-        np.testing.assert_allclose(Y, _relu_reference(params, X), atol=1e-5)
+        np.testing.assert_allclose(Y, _relu_reference(params, X),
+                                   **allclose("same function, default rtol", "float32"))
         return
     Y, _ = be.forward(layer, X)
     ref = _relu_reference(params, X)
     assert (ref == 0).any() and (ref > 0).any()   # both sides of the kink are exercised
-    np.testing.assert_allclose(Y, ref, atol=1e-12)
+    np.testing.assert_allclose(Y, ref, **allclose("same function, default rtol"))
 
 
 def test_parity_cases_include_relu_rnn():

@@ -9,6 +9,7 @@ import importlib
 import numpy as np
 import pytest
 
+from bench.parity.tolerances import allclose
 from conftest import B, CELL_IDS, CELL_VARIANTS, H, I, T, backend_or_skip, case_arrays, make_spec
 from common.backend import flatten_state, zeros_state
 from common.errors import NotSupported, RnnbenchError
@@ -143,12 +144,14 @@ def test_builtin_vjp_equals_scratch_vjp(backend, cell):
     results = [be.vjp(be.build_layer(spec, impl, params, "float64"), X, state, G, G_state)
                for impl in IMPLS]
     for key in params:
-        np.testing.assert_allclose(results[1].grads[key], results[0].grads[key], atol=1e-12,
+        np.testing.assert_allclose(results[1].grads[key], results[0].grads[key],
+                                   **allclose("same function, default rtol"),
                                    err_msg=key)
-    np.testing.assert_allclose(results[1].dX, results[0].dX, atol=1e-12)
+    np.testing.assert_allclose(results[1].dX, results[0].dX,
+                               **allclose("same function, default rtol"))
     dstates = (flatten_state(r.dstate) for r in results)
     for a, b in zip(*dstates, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-12)
+        np.testing.assert_allclose(a, b, **allclose("same function, default rtol"))
 
 
 @grid("impl", [(i,) for i in IMPLS], IMPLS)

@@ -14,6 +14,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
 import reference  # noqa: E402
+from bench.parity.tolerances import allclose  # noqa: E402
 from conftest import B, H, I, T, case_arrays, make_spec  # noqa: E402
 from common.errors import NotSupported, RnnbenchError  # noqa: E402
 from common.params import init_params  # noqa: E402
@@ -86,7 +87,7 @@ def test_native_with_recurrent_biases_computes_what_canonical_says(cell):
         Y, _ = layers.builtin_forward(spec, native, jnp.asarray(X))
         Y = np.asarray(Y)
     Y_ref, _ = reference.forward(spec, convert.from_native(spec, native), X)
-    np.testing.assert_allclose(Y, Y_ref, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(Y, Y_ref, **allclose("same function"))
 
 
 # Flax's gate letters, from its source: LSTM i, f, g, o (g the candidate); GRU r, z, n.
@@ -117,7 +118,7 @@ def test_swapping_two_gates_breaks_agreement(cell, a, b):
     with devices.compute_scope(jax.devices("cpu")[0], "float64"):
         run = lambda p: np.asarray(layers.builtin_forward(
             spec, convert.to_native(spec, p), jnp.asarray(X))[0])
-        np.testing.assert_allclose(run(params), Y_ref, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(run(params), Y_ref, **allclose("same function"))
         assert np.abs(run(swapped) - Y_ref).max() > 1e-3
 
 
@@ -209,7 +210,8 @@ def test_pure_forward_takes_none_states_inside_jit(impl):
         X = jnp.asarray(X)
         Y_none, _ = jax.jit(run, static_argnums=0)(spec, params, X, None)
         Y_zero, _ = run(spec, params, X, layers.zero_states(spec, X))
-        np.testing.assert_allclose(np.asarray(Y_none), np.asarray(Y_zero), atol=1e-14, rtol=0)
+        np.testing.assert_allclose(np.asarray(Y_none), np.asarray(Y_zero),
+                                   **allclose("default state"))
 
 
 @pytest.mark.parametrize("impl,cell,bi,expected", [

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from bench.parity.tolerances import allclose
 from conftest import B, H, I, T, case_arrays, make_spec
 from common.backend import flatten_state
 from common.errors import NotSupported, RnnbenchError
@@ -73,7 +74,8 @@ def test_reading_sums_the_two_biases(cell):
     again = convert.to_native(spec, canon)
     np.testing.assert_array_equal(again["r1_i2h_weight"], native["r1_i2h_weight"])
     np.testing.assert_allclose(again["r1_i2h_bias"] + again["r1_h2h_bias"],
-                               native["r1_i2h_bias"] + native["r1_h2h_bias"], rtol=0, atol=1e-15)
+                               native["r1_i2h_bias"] + native["r1_h2h_bias"],
+                               **allclose("one rounding"))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -87,9 +89,9 @@ def test_native_with_recurrent_biases_computes_what_canonical_says(cell):
     native = random_native(spec, seed=3)
     Y, finals = gluon_forward(spec, native, X, state)
     Y_ref, finals_ref = reference.forward(spec, convert.from_native(spec, native), X, state)
-    np.testing.assert_allclose(Y, Y_ref, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(Y, Y_ref, **allclose("same function"))
     for got, want in zip(finals, flatten_state(finals_ref), strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(got, want, **allclose("same function"))
 
 
 @pytest.mark.parametrize("cell,swap", [("lstm", (1, 2)), ("lstm", (2, 3)), ("gru", (0, 1))],
@@ -138,7 +140,7 @@ def test_hybridized_builtin_matches_imperative(dtype):
     Y, _ = be.forward(layer, X.astype(dtype), [tuple(a.astype(dtype) for a in s) for s in state])
     native = convert.to_native(spec, params)
     Y_imperative, _ = gluon_forward(spec, native, X, state, hybridize=False)
-    np.testing.assert_allclose(Y, Y_imperative, atol=1e-10 if dtype == "float64" else 2e-5, rtol=0)
+    np.testing.assert_allclose(Y, Y_imperative, **allclose("reference", dtype))
 
 
 def test_code_path_names_the_kernel():

@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import reference  # noqa: E402
+from bench.parity.tolerances import allclose  # noqa: E402
 from conftest import B, H, I, T, case_arrays, make_spec  # noqa: E402
 from common.errors import NotSupported, RnnbenchError  # noqa: E402
 from common.params import init_params  # noqa: E402
@@ -65,7 +66,7 @@ def test_native_with_recurrent_biases_computes_what_canonical_says(cell, layers_
     with torch.no_grad():
         Y, _ = layers.builtin_forward(spec, module, torch.tensor(X))
     Y_ref, _ = reference.forward(spec, convert.from_native(spec, native), X)
-    np.testing.assert_allclose(Y.numpy(), Y_ref, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(Y.numpy(), Y_ref, **allclose("same function"))
 
 
 # torch's documented row blocks: LSTM W_ii|W_if|W_ig|W_io, GRU W_ir|W_iz|W_in.
@@ -78,7 +79,8 @@ def test_builtin_from_canonical_matches_reference(cell):
     module = layers.make_builtin(spec, params, torch.float64)
     with torch.no_grad():
         Y, _ = layers.builtin_forward(spec, module, torch.tensor(X))
-    np.testing.assert_allclose(Y.numpy(), reference.forward(spec, params, X)[0], atol=1e-12, rtol=0)
+    np.testing.assert_allclose(Y.numpy(), reference.forward(spec, params, X)[0],
+                               **allclose("same function"))
 
 
 @builtin_cells
@@ -133,7 +135,7 @@ def test_builtin_bias_gradients_agree_on_both_sides(cell):
     Y, _ = layers.builtin_forward(spec, module, torch.ones(T, B, I, dtype=torch.float64))
     g_ih, g_hh = torch.autograd.grad(Y.square().sum(), [module.bias_ih_l0, module.bias_hh_l0])
     rows = slice(0, 2 * H) if cell == "gru" else slice(None)  # GRU's n block differs by R
-    torch.testing.assert_close(g_ih[rows], g_hh[rows], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_ih[rows], g_hh[rows], **allclose("same function, relative too"))
 
 
 def test_cpu_resolves():

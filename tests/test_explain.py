@@ -11,6 +11,7 @@ import pytest
 
 from bench.explain import runner as explain, report as explain_report
 from bench.explain.worker import batch, max_error
+from bench.parity.tolerances import allclose
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import init_lm_params
@@ -19,7 +20,6 @@ from common.rungs import ExplainConfig, fuse_lstm, gap_closed, split_lstm
 from conftest import ROOT, backend_or_skip
 
 V, H, B, T = 28, 7, 3, 6
-TOL = {"float64": 1e-9, "float32": 2e-5}
 CASES = [(fw, rung) for fw, rungs in explain.FRAMEWORK_RUNGS.items() for rung in rungs]
 
 
@@ -53,7 +53,8 @@ def test_rung_matches_builtin_forward_and_gradients(framework, rung, dtype):
     assert set(got[2]) == set(params), f"{framework}/{rung}/{dtype}: canonical gradient names"
     assert got[1].shape == (B, T, V)
     error = max_error(got, want)
-    assert error <= TOL[dtype], f"{framework}/{rung}/{dtype}: max error {error:.2e}"
+    assert error <= allclose("explain rungs", dtype)["atol"], \
+        f"{framework}/{rung}/{dtype}: max error {error:.2e}"
     # and not trivially: the gradients are there
     assert max(np.abs(g).max() for g in got[2].values()) > 1e-3
 
@@ -129,7 +130,7 @@ def test_torch_packed_products_are_the_plain_ones():
         (Y.square().sum() + h.sum() + 2 * c.sum()).backward()
         results.append([Y.detach(), c.detach(), XP.grad.clone(), W.grad.clone()])
     for plain, packed in zip(*results):
-        torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(packed, plain, **allclose("packed sequences", "float32"))
 
 
 def test_fused_layout_round_trips():
@@ -186,9 +187,9 @@ def test_custom_vjp_gradient_equals_autodiff(cell, reverse):
             outs.append(out)
             grads.append(pullback(cts))
         for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-13, rtol=0)
+            np.testing.assert_allclose(a, b, **allclose("same operations"))
         for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
+            np.testing.assert_allclose(a, b, **allclose("same function"))
 
 
 # The report: every figure read from the records.

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from bench.parity.tolerances import allclose
 from common import ladder as L
 from common.errors import BackendUnavailable
 from common.registry import get_module
@@ -134,7 +135,7 @@ def test_float64_forward_state_and_dropout_are_float64(backend, ids):
     assert {np.asarray(a).dtype for a in arrays} == {np.dtype(np.float64)}
     f32 = ld.forward_numpy(spec, L.init_params(spec, V, H), x, train=True, seed=1)
     np.testing.assert_array_equal(fwd.out == 0, f32.out == 0)
-    np.testing.assert_allclose(f32.logits, fwd.logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(f32.logits, fwd.logits, **allclose("fastbook logits", "float32"))
     carried = ld.forward_numpy(spec, params, x, state=fwd.state, dtype="float64")
     assert carried.logits.dtype == np.float64
     assert not np.allclose(carried.logits, fwd.logits)
@@ -144,7 +145,6 @@ TRAJECTORY_MODELS = [1, 3, 4, 5, 6, 7]
 # (losses rtol, parameters rtol, parameters atol): float64 runs the same math in all three,
 # only the order of sums differs (observed ~1e-15; float32 schedules in optax left 6e-10 in
 # the parameters); float32 adds oneDNN's kernels and summation orders
-TRAJECTORY_TOL = {"float32": (2e-5, 1e-4, 1e-5), "float64": (1e-10, 1e-10, 1e-12)}
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +182,13 @@ def test_same_trajectory_as_torch(backend, model, dtype, trajectories):
         pytest.skip(f"{backend} or torch is not installed")
     (losses, params), (ref_losses, ref_params) = trajectories[backend, model, dtype], \
         trajectories["torch", model, dtype]
-    loss_rtol, rtol, atol = TRAJECTORY_TOL[dtype]
-    np.testing.assert_allclose(losses, ref_losses, rtol=loss_rtol,
+    np.testing.assert_allclose(losses, ref_losses, **allclose("fastbook trajectory losses", dtype),
                                err_msg=f"{backend} LMModel{model} {dtype} vs torch")
     assert set(params) == set(ref_params)
     for key in ref_params:
         assert params[key].dtype == ref_params[key].dtype == np.dtype(dtype)
-        np.testing.assert_allclose(params[key], ref_params[key], rtol=rtol, atol=atol,
+        np.testing.assert_allclose(params[key], ref_params[key],
+                                   **allclose("fastbook trajectory parameters", dtype),
                                    err_msg=f"{backend} LMModel{model} {dtype} {key} vs torch")
 
 
@@ -208,7 +208,7 @@ def test_builtin_biases_step_twice_as_far_as_fastbooks_two_biases(backend, ids):
                            ("l1.W_hf", 1, spec.wd), ("b_q", 1, 0.0)):
         g = grads[key].astype(np.float64)
         expected = params[key] * (1 - lr * wd) - steps * lr * g / (np.abs(g) + L.EPS)
-        np.testing.assert_allclose(after[key], expected, rtol=1e-4, atol=1e-6,
+        np.testing.assert_allclose(after[key], expected, **allclose("fastbook step", "float32"),
                                    err_msg=f"{backend} {key}")
 
 
@@ -226,7 +226,7 @@ def test_tied_gradient_comes_from_both_uses(backend, ids):
     assert "W_hq" not in g_tied
     assert np.abs(g["embedding"]).max() > 1e-4 and np.abs(g["W_hq"]).max() > 1e-4
     np.testing.assert_allclose(g_tied["embedding"], g["embedding"] + g["W_hq"].T,
-                               rtol=1e-4, atol=1e-6)
+                               **allclose("fastbook step", "float32"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -242,7 +242,7 @@ def test_tied_weight_stays_one_array_after_a_step(backend, ids):
     assert "W_hq" not in after and not np.allclose(after["embedding"], params["embedding"])
     fwd = ld.forward_numpy(spec, after, x)  # the output layer reads the updated embedding
     expected = np.swapaxes(fwd.out @ after["embedding"].T + after["b_q"], 0, 1)
-    np.testing.assert_allclose(fwd.logits, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fwd.logits, expected, **allclose("fastbook logits", "float32"))
     loss_sum, *_ = trainer.evaluate(x, y)      # the trainer's own forward agrees with it
     logp = expected - np.log(np.exp(expected).sum(-1, keepdims=True))
     nll = -np.take_along_axis(logp, y[..., None], -1).sum()
@@ -269,13 +269,15 @@ def test_dropout_only_in_training(backend, ids):
     evals = [ld.forward_numpy(spec, params, x, train=False, seed=s) for s in (1, 2)]
     plain = ld.forward_numpy(no_dropout(spec), params, x, train=True)
     np.testing.assert_array_equal(evals[0].logits, evals[1].logits)
-    np.testing.assert_allclose(evals[0].logits, plain.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(evals[0].logits, plain.logits,
+                               **allclose("fastbook dropout", "float32"))
     trained = ld.forward_numpy(spec, params, x, train=True, seed=1)
-    np.testing.assert_allclose(trained.raw, evals[0].raw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(trained.raw, evals[0].raw, **allclose("fastbook dropout", "float32"))
     zeros = np.mean(trained.out == 0)
     assert 0.3 < zeros < 0.5                              # p = 0.4
     kept = trained.out != 0
-    np.testing.assert_allclose(trained.out[kept], trained.raw[kept] / 0.6, rtol=1e-5)
+    np.testing.assert_allclose(trained.out[kept], trained.raw[kept] / 0.6,
+                               **allclose("fastbook dropout scale", "float32"))
 
 
 # ---------------------------------------------------------------- optimizer and schedule

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import reference
+from bench.parity.tolerances import allclose
 from conftest import CELL_IDS, CELL_VARIANTS, backend_or_skip, case_arrays
 from common.backend import flatten_state
 from common.errors import NotSupported
@@ -13,8 +14,6 @@ from common.params import cast_params
 
 BACKENDS = ["torch", "mxnet", "jax"]
 IMPLS = ["scratch", "fast", "builtin"]
-VALUE_TOL = {"float64": 1e-10, "float32": 2e-5}
-GRAD_TOL = {"float64": 1e-6, "float32": 1e-4}   # finite differences limit float64 to ~1e-8
 
 AXES = list(itertools.product(BACKENDS, IMPLS, zip(CELL_VARIANTS, CELL_IDS), [1, 2],
                               [False, True], ["float64", "float32"]))
@@ -65,9 +64,9 @@ def test_forward_matches_reference(backend, impl, cell, variant, layers, bi, dty
         Y, finals = be.forward(layer, X.astype(dtype), None if init is None else _cast_state(init, dtype))
         Y_ref, finals_ref = reference.forward(spec, params, X, init)
         assert Y.dtype == np.dtype(dtype)
-        np.testing.assert_allclose(Y, Y_ref, atol=VALUE_TOL[dtype], rtol=0)
+        np.testing.assert_allclose(Y, Y_ref, **allclose("reference", dtype))
         for got, want in zip(flatten_state(finals), flatten_state(finals_ref), strict=True):
-            np.testing.assert_allclose(got, want, atol=VALUE_TOL[dtype], rtol=0)
+            np.testing.assert_allclose(got, want, **allclose("reference", dtype))
 
 
 @_params(AXES)
@@ -88,10 +87,10 @@ def test_vjp_matches_finite_differences(backend, impl, cell, variant, layers, bi
     res = be.vjp(layer, X.astype(dtype), _cast_state(state, dtype), G.astype(dtype),
                  _cast_state(G_state, dtype))
     grads, dX, dstate = numeric_grads(spec.cell, spec.gru_variant, layers, bi)
-    tol = GRAD_TOL[dtype]
+    tol = allclose("finite differences", dtype)
     assert set(res.grads) == set(grads)
     for key in grads:
-        np.testing.assert_allclose(res.grads[key], grads[key], atol=tol, rtol=tol, err_msg=key)
-    np.testing.assert_allclose(res.dX, dX, atol=tol, rtol=tol, err_msg="dX")
+        np.testing.assert_allclose(res.grads[key], grads[key], **tol, err_msg=key)
+    np.testing.assert_allclose(res.dX, dX, **tol, err_msg="dX")
     for i, (got, want) in enumerate(zip(flatten_state(res.dstate), dstate, strict=True)):
-        np.testing.assert_allclose(got, want, atol=tol, rtol=tol, err_msg=f"dstate[{i}]")
+        np.testing.assert_allclose(got, want, **tol, err_msg=f"dstate[{i}]")

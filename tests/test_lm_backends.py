@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import reference
+from bench.parity.tolerances import allclose
 from conftest import CELL_IDS, CELL_VARIANTS, backend_or_skip
 from common.backend import flatten_state, random_state
 from common.config import LayerSpec, LMConfig
@@ -22,8 +23,6 @@ from common.params import init_lm_params
 
 BACKENDS = ["torch", "mxnet", "jax"]
 V, E, H, B, T = 7, 5, 4, 3, 4
-VALUE_TOL = {"float64": 1e-10, "float32": 2e-5}
-GRAD_TOL = 1e-6  # float64 against central differences
 CELLS = dict(zip(CELL_IDS, CELL_VARIANTS))
 INPUTS = {"onehot": None, "embed": E}
 IMPLS = ["scratch", "builtin"]
@@ -116,13 +115,13 @@ def test_logits_and_loss_match_reference(backend, impl, cell_id, inputs, layers,
     logits, finals = be.lm_forward(model, ids, None if state is None else cast_state(state, dtype))
     want, want_finals = reference.lm_forward(cfg, params, ids, state)
     assert logits.shape == (B, T, V) and logits.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(logits, want, atol=VALUE_TOL[dtype], rtol=0)
+    np.testing.assert_allclose(logits, want, **allclose("reference", dtype))
     for got, ref in zip(flatten_state(finals), flatten_state(want_finals), strict=True):
-        np.testing.assert_allclose(got, ref, atol=VALUE_TOL[dtype], rtol=0)
+        np.testing.assert_allclose(got, ref, **allclose("reference", dtype))
     loss, grads, _ = be.lm_loss_grads(model, ids, targets,
                                       None if state is None else cast_state(state, dtype))
     assert isinstance(loss, float) and set(grads) == set(params)
-    assert abs(loss - reference.cross_entropy(want, targets)) < VALUE_TOL[dtype]
+    assert abs(loss - reference.cross_entropy(want, targets)) < allclose("reference", dtype)["atol"]
 
 
 # ---- gradients against finite differences of the reference --------------------------------
@@ -159,7 +158,7 @@ def test_loss_grads_match_finite_differences(backend, impl, cell_id, inputs, lay
     want = reference_grads(cell_id, inputs, int(layers[1:]), init)
     assert set(grads) == set(want)
     for key in want:
-        np.testing.assert_allclose(grads[key], want[key], atol=GRAD_TOL, rtol=GRAD_TOL,
+        np.testing.assert_allclose(grads[key], want[key], **allclose("finite differences"),
                                    err_msg=f"{backend} {impl} {cfg.layer_spec.label} {key}")
 
 
@@ -189,7 +188,7 @@ def test_sgd_step_equals_hand_computation(backend, impl, cell_id, inputs, layers
     assert isinstance(loss, float) and loss == loss_want
     got = trainer.params()
     for key in params:  # a built-in bias moved twice as far would fail here
-        np.testing.assert_allclose(got[key], want[key], atol=1e-13, rtol=0, err_msg=key)
+        np.testing.assert_allclose(got[key], want[key], **allclose("same operations"), err_msg=key)
 
 
 @grid("optimizer", [("sgd",), ("adam",)])
@@ -211,7 +210,7 @@ def test_reset_before_scratch_gru_trains_as_d2ls_one_bias_gru(backend, optimizer
         one = be.make_trainer(be.build_lm(cfg, params, "float64"), "sgd", lr=0.5, clip=None)
         one.step(ids, targets, state)
         np.testing.assert_allclose(one.params()["l0.b_h"], params["l0.b_h"] - 0.5 * grads["l0.b_h"],
-                                   atol=1e-13, rtol=0)
+                                   **allclose("same operations"))
 
 
 # MXNet's Adam forms its step differently (documented in mxnet_impl.train):
@@ -228,7 +227,7 @@ def test_first_adam_step_equals_hand_computation(backend, impl, cell_id, inputs,
     got = trainer.params()
     for key in params:
         assert not np.array_equal(got[key], params[key]) or not grads[key].any(), key
-        np.testing.assert_allclose(got[key], want[key], atol=1e-12, rtol=0, err_msg=key)
+        np.testing.assert_allclose(got[key], want[key], **allclose("same function"), err_msg=key)
 
 
 def _torch_state(a):
@@ -266,7 +265,7 @@ def test_state_from_step_is_detached_and_feeds_back(backend, impl, cell_id, inpu
     _, ref_finals = reference_loss(cfg, params, ids, targets, None)
     assert len(carried) == cfg.num_layers
     for got, want in zip(flatten_state(carried), flatten_state(ref_finals), strict=True):
-        np.testing.assert_allclose(NATIVE_STATE[backend](got), want, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(NATIVE_STATE[backend](got), want, **allclose("same function"))
     after = trainer.params()
     loss, _ = trainer.step(targets, ids, carried)
     want, _ = reference_loss(cfg, after, targets, ids, ref_finals)
@@ -302,9 +301,9 @@ def test_sgd_losses_follow_reference_math(backend, impl, cell_id, dtype):
     state = None
     for step, ((ids, targets), want) in enumerate(zip(batches, losses)):
         loss, state = trainer.step(ids, targets, state)
-        assert abs(loss - want) < 1e-8, f"step {step}"
+        assert abs(loss - want) < allclose("reference run")["atol"], f"step {step}"
     for key, value in trainer.params().items():
-        np.testing.assert_allclose(value, final[key], atol=1e-8, rtol=0, err_msg=key)
+        np.testing.assert_allclose(value, final[key], **allclose("reference run"), err_msg=key)
 
 
 TRAIN_AXES = list(itertools.product(IMPLS, CELL_IDS, ["sgd", "adam"]))
@@ -346,7 +345,7 @@ def test_builtin_follows_scratch_under_adam(backend, impl, cell_id):
     _, _, trainers = adam_trained_builtin_and_scratch(backend, cell_id)
     got, want = trainers[0].params(), trainers[1].params()
     for key in want:
-        np.testing.assert_allclose(got[key], want[key], atol=1e-12, rtol=0, err_msg=key)
+        np.testing.assert_allclose(got[key], want[key], **allclose("same function"), err_msg=key)
 
 
 # ---- parameters and refusals -------------------------------------------------------------

@@ -6,6 +6,7 @@ its kernel in `code_path`, and its d2l clipping is its own function.
 import numpy as np
 import pytest
 
+from bench.parity.tolerances import allclose
 from common.errors import RnnbenchError
 from common.registry import get_backend, install_hint, is_available
 from test_lm_backends import case, clip_grads
@@ -56,7 +57,7 @@ def test_sgd_learning_rate_acts_rounded_to_float32():
     trainer.step(ids, targets, state)
     got, key = trainer.params(), "l0.W_hh"
     np.testing.assert_allclose(got[key], params[key] - float(np.float32(0.7)) * grads[key],
-                               atol=1e-15, rtol=0)
+                               **allclose("one rounding"))
     assert np.abs(got[key] - (params[key] - 0.7 * grads[key])).max() > 1e-12
 
 
@@ -77,5 +78,5 @@ def test_adam_step_is_mxnets_documented_update(impl):
     for key, g in clipped.items():
         m, v = (1 - f32(b1)) * g, (1 - f32(b2)) * g * g
         want = params[key] - lr_t * m / (np.sqrt(v) + f32(eps))
-        np.testing.assert_allclose(got[key], want, atol=1e-15, rtol=0, err_msg=key)
+        np.testing.assert_allclose(got[key], want, **allclose("one rounding"), err_msg=key)
         assert not np.array_equal(got[key], params[key]), key

@@ -8,6 +8,7 @@ from bench.lm import generate as gen
 from bench.lm import trajectory
 from bench.lm.data import load_corpus
 from bench.lm.train import train
+from bench.parity.tolerances import allclose
 from common.config import LMConfig, TrainConfig
 from common.errors import DataError
 from common.params import init_lm_params, lm_param_shapes, load_params
@@ -37,7 +38,7 @@ def test_float64_sgd_trajectory_matches_torch_scratch(backend, impl, cell, tiny_
     reference = _trajectory("torch", "scratch", cell, tiny_data)
     losses = _trajectory(backend, impl, cell, tiny_data)
     assert losses[-1] < losses[0]                        # it is really training
-    np.testing.assert_allclose(losses, reference, rtol=1e-8, atol=0)
+    np.testing.assert_allclose(losses, reference, **allclose("trajectory"))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -45,13 +46,15 @@ def test_float64_sgd_trajectory_matches_torch_scratch(backend, impl, cell, tiny_
 def test_float64_fast_trajectory_matches_torch_scratch(backend, cell, tiny_data):
     """The fast stack (hand-written backward) trains along d2l's scratch trajectory."""
     np.testing.assert_allclose(_trajectory(backend, "fast", cell, tiny_data),
-                               _trajectory("torch", "scratch", cell, tiny_data), rtol=1e-8, atol=0)
+                               _trajectory("torch", "scratch", cell, tiny_data),
+                               **allclose("trajectory"))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_float64_torch_builtin_trajectory(cell, tiny_data):
     np.testing.assert_allclose(_trajectory("torch", "builtin", cell, tiny_data),
-                               _trajectory("torch", "scratch", cell, tiny_data), rtol=1e-8, atol=0)
+                               _trajectory("torch", "scratch", cell, tiny_data),
+                               **allclose("trajectory"))
 
 
 def _short_run(backend, tmp_path, data, epochs=2, **train_kw):

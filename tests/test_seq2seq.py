@@ -13,7 +13,7 @@ import pytest
 import reference as ref
 from bench.parity import seq2seq as s2p
 from bench.parity.harness import Case
-from bench.parity.tolerances import tolerance
+from bench.parity.tolerances import allclose, tolerance
 from common import metrics
 from common.registry import get_module
 from common.seq2seq import (Seq2SeqConfig, init_seq2seq_params, label_mask, seq2seq_param_shapes,
@@ -103,9 +103,9 @@ def test_padding_contributes_nothing_to_loss_or_gradients(backend):
     dec_in2[padded] = rng.integers(4, 13, padded.sum())   # dec_in[t] only feeds logits >= t
     loss, grads = mod.loss_grads(model, src, dec_in, label, valid)
     loss2, grads2 = mod.loss_grads(model, src, dec_in2, label2, valid)
-    assert loss2 == pytest.approx(loss, abs=1e-13)
+    assert loss2 == pytest.approx(loss, abs=allclose("same operations")["atol"])
     for k in grads:
-        np.testing.assert_allclose(grads2[k], grads[k], rtol=0, atol=1e-13, err_msg=k)
+        np.testing.assert_allclose(grads2[k], grads[k], **allclose("same operations"), err_msg=k)
 
 
 def test_data_layer_shifts_targets_for_teacher_forcing():
@@ -125,7 +125,7 @@ def test_decoder_logits_never_see_later_inputs(backend):
     later = data["dec_in"].copy()
     later[:, 3:] = (later[:, 3:] + 5) % 13
     a, b = mod.forward(model, data["src"], data["dec_in"]), mod.forward(model, data["src"], later)
-    np.testing.assert_allclose(a[:, :3], b[:, :3], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(a[:, :3], b[:, :3], **allclose("same operations"))
     assert np.abs(a[:, 3:] - b[:, 3:]).max() > 1e-3
 
 
@@ -230,7 +230,8 @@ def test_gradients_agree_across_frameworks_float64(backend, impl, variant, torch
     want = torch_scratch_grads[variant]
     assert sorted(grads) == sorted(want)
     for k in want:
-        np.testing.assert_allclose(grads[k], want[k], rtol=0, atol=1e-9,
+        np.testing.assert_allclose(grads[k], want[k], rtol=0,
+                                   atol=tolerance("float64", "grad_params")[0],
                                    err_msg=f"{backend}/{impl} {variant}: {k}")
 
 
@@ -253,9 +254,9 @@ def torch_two_steps():
 def test_adam_steps_with_clipping_agree_across_frameworks(backend, impl, torch_two_steps):
     """Same parameters after two clipped Adam steps (torch's and optax's Adam are the same)."""
     losses, params = _two_steps(backend, impl)
-    np.testing.assert_allclose(losses, torch_two_steps[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(losses, torch_two_steps[0], **allclose("same function"))
     for k, v in torch_two_steps[1].items():
-        np.testing.assert_allclose(params[k], v, rtol=0, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(params[k], v, **allclose("same function"), err_msg=k)
 
 
 @pytest.mark.parametrize("impl", ["scratch", "builtin"])
@@ -273,7 +274,8 @@ def test_mxnet_adam_step_is_gluons_adam_on_the_clipped_torch_gradient(impl, torc
         g = g * scale
         want = data["params"][k] - 0.01 * g / (np.abs(g) + 1e-8 / math.sqrt(1 - 0.999))
         # MXNet hands lr, beta2 and eps to its kernel as float32: ~1e-8 here
-        np.testing.assert_allclose(params[k], want, rtol=0, atol=1e-7, err_msg=k)
+        np.testing.assert_allclose(params[k], want, **allclose("float32 optimizer constants"),
+                                   err_msg=k)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -300,16 +302,17 @@ def test_dropout_drops_the_same_units_in_every_framework(backend, impl, torch_tw
     """The masks come from NumPy (common.seq2seq.DropoutDraws), so training with dropout is the
     same experiment in every framework: same losses and parameters after two steps."""
     losses, params = _two_steps(backend, impl, dropout=0.3, seed=5)
-    np.testing.assert_allclose(losses, torch_two_dropout_steps[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(losses, torch_two_dropout_steps[0], **allclose("same function"))
     for k, v in torch_two_dropout_steps[1].items():
-        np.testing.assert_allclose(params[k], v, rtol=0, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(params[k], v, **allclose("same function"), err_msg=k)
 
 
 @pytest.mark.parametrize("impl", ["scratch", "builtin"])
 def test_mxnet_dropout_loss_equals_torchs(impl, torch_two_dropout_steps):
     """MXNet's Adam differs in its epsilon (see above), so compare the first step's loss only."""
     losses, _ = _two_steps("mxnet", impl, dropout=0.3, seed=5)
-    np.testing.assert_allclose(losses[0], torch_two_dropout_steps[0][0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(losses[0], torch_two_dropout_steps[0][0],
+                               **allclose("same function"))
 
 
 def test_dropout_scales_are_zero_or_inverse_keep_and_seeded():

@@ -9,6 +9,7 @@ import pytest
 
 from bench.lm import train as lm_train
 from bench.lm.data import load_corpus
+from bench.parity.tolerances import allclose
 from common.config import LMConfig, TrainConfig
 from common.params import load_params
 from conftest import backend_or_skip
@@ -155,7 +156,7 @@ def test_sigterm_keeps_log_and_checkpoint_and_resume_continues_exactly(backend, 
     resumed = lm_train.resume(tmp_path / "b", progress=False)
     assert resumed.status == "finished" and [e.epoch for e in resumed.epochs] == [1, 2, 3, 4]
     assert resumed.resumed == [{"epoch": 2, "step": 2 * per_epoch, "after": "interrupted"}]
-    np.testing.assert_allclose(resumed.step_losses, straight.step_losses, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(resumed.step_losses, straight.step_losses, **allclose("resumed run"))
 
 
 def test_ctrl_c_then_resume_through_the_cli(few_batches, tmp_path, monkeypatch, capsys):
