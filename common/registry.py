@@ -68,7 +68,7 @@ def no_framework_installed() -> BackendUnavailable:
 def get_module(name: str, module: str):
     """Backend `name`'s submodule `module` (e.g. "adapter", "ladder", "seq2seq"), imported lazily.
 
-    Feature modules that several issues add (the fastai ladder, seq2seq) are reached this way,
+    Feature modules beyond the layer and the LM (the fastai ladder, seq2seq) are reached this way,
     so each lives in its own file of the mirrored packages.
     """
     package, extra, _ = _entry(name)

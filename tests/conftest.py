@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common.config import LayerSpec  # noqa: E402
+from common.download import cache_dir  # noqa: E402
 from common.errors import BackendUnavailable  # noqa: E402
 from common.params import init_params  # noqa: E402
 from common.registry import get_backend  # noqa: E402
@@ -26,9 +27,10 @@ CELL_IDS = ["rnn", "lstm", "gru_after", "gru_before"]
 
 
 def shared_data_dir():
-    """Where the real corpora live: $RNNBENCH_DATA, else ../shared/data beside the checkout."""
+    """Where the real corpora live: $RNNBENCH_DATA, else the download cache (`common.download`);
+    a test whose corpus is in neither skips and says so."""
     env = os.environ.get("RNNBENCH_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
+    return Path(env) if env else cache_dir()
 
 
 def backend_or_skip(name):

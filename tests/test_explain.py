@@ -18,6 +18,7 @@ from common.params import init_lm_params
 from common.registry import get_module
 from common.rungs import ExplainConfig, fuse_lstm, gap_closed, split_lstm
 from conftest import ROOT, backend_or_skip
+from test_self_contained import ISSUE_NUMBER
 
 V, H, B, T = 28, 7, 3, 6
 CASES = [(fw, rung) for fw, rungs in explain.FRAMEWORK_RUNGS.items() for rung in rungs]
@@ -236,8 +237,9 @@ def test_markdown_numbers_come_from_the_records():
 def test_markdown_calls_no_fast_path_scratch():
     """Only d2l's loop is "scratch" in the page: the rungs past it are hand-written fast paths."""
     text = explain_report.markdown(CONFIG, fake_records())
-    for claim in ("JAX scratch", "scratch rung", "scratch-level", "issue 7"):
+    for claim in ("JAX scratch", "scratch rung", "scratch-level"):
         assert claim not in text, claim
+    assert not ISSUE_NUMBER.search(text)     # the page cites docs/, never a tracker
 
 
 def test_markdown_has_no_hand_typed_figures():

@@ -1,4 +1,4 @@
-"""The GRU encoder-decoder (issue #6): shapes and init, masking, teacher forcing, greedy
+"""The GRU encoder-decoder: shapes and init, masking, teacher forcing, greedy
 decoding, BLEU, every framework x impl against the NumPy reference, gradients and trainers
 across frameworks, the parity section, checkpoints across frameworks, the `translate` verb.
 

@@ -141,7 +141,8 @@ def _remainder(rungs: Dict[str, dict]) -> str:
 
 
 def requirements(recs: List[dict]) -> str:
-    """Issue 7's speed criteria, each with its measured ratio and whether it is met."""
+    """The speed criteria (docs/performance.md), each with its measured ratio and whether it
+    is met."""
     lines, table = [], rung_table(recs)
     for device, hidden in sorted({(d, h) for _, d, h in table}):
         here = {fw: rungs for (fw, d, h), rungs in table.items() if (d, h) == (device, hidden)}

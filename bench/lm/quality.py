@@ -10,7 +10,7 @@ Presets:
   `load_data_time_machine(batch_size, num_steps, max_tokens=10000)`), hidden 256, 35 steps,
   batch 32, lr 1, clip 1, sequential partitioning, up to 500 epochs, stopping at a target train
   perplexity (1.2 for the RNNs, 1.1 for the built-in GRU): the time-to-quality figure. (d2l's
-  own scratch RNN used hidden 512; the issue fixes 256 for every model.) The concise models start
+  own scratch RNN used hidden 512; this suite fixes 256 for every model.) The concise models start
   as d2l 0.17's Gluon chapter started them (`train_ch8` calls
   `model.initialize(force_reinit=True, init=init.Normal(0.01))`; Gluon's recurrent and Dense
   biases keep their own 'zeros' initialiser): N(0, 0.01^2) weights, zero biases. That is the run
