@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from bench.cli.main import main as cli_main
 from bench.fastbook import runner as bench_ladder
 from bench.fastbook import report as ladder_report
-from bench.cli.main import main as cli_main
 from common import ladder as L
 
 FASTBOOK_VOCAB = ("one . two three four five six seven eight nine ten eleven twelve thirteen "

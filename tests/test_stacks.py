@@ -8,11 +8,11 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from bench.report import compare
+from bench.core.progress import tqdm
 from bench.jobs import gpu_job as gpujob
 from bench.parity import harness as parity, tables as parity_tables
 from bench.parity.harness import Case, ImplResult
-from bench.core.progress import tqdm
+from bench.report import compare
 from common.errors import DeviceUnavailable
 from common.precision import TF32_ENV, tf32_allowed
 from common.speedcase import SpeedCase
@@ -232,8 +232,8 @@ def test_explain_page_says_which_framework_was_not_installed():
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_bfloat16_speed_step_runs_and_claims_no_float32_gemm_share(backend):
     backend_or_skip(backend)
-    from bench.speed.worker import fill_rates
     from bench.speed import records as rec
+    from bench.speed.worker import fill_rates
     from common.registry import get_module
     from common.speedcase import speed_data
     case = SpeedCase(backend, "fast", "lstm", "train", 8, 2, 3, 28, dtype="bfloat16")

@@ -2,8 +2,6 @@
 scratch one, measured rung by rung in every framework (bench/explain/runner.py)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from bench.cli.argtypes import non_negative_int, positive
 
 
@@ -59,8 +57,8 @@ def config_from(args):
 
 
 def run_explain(args) -> int:
-    from bench.explain import runner as explain
     from bench.core import records
+    from bench.explain import runner as explain
     cfg = config_from(args)
-    out = Path(args.out) if args.out else records.new_run_dir(prefix="explain")
+    out = records.out_dir(args.out, "explain")
     return explain.main(cfg, out, quiet=args.quiet)

@@ -1,8 +1,6 @@
 """Options and action of the `ladder` verb: fastbook chapter 12's LMModel1-7 on Human Numbers."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from bench.cli.argtypes import positive_int
 
 
@@ -28,10 +26,10 @@ def add_ladder(sub):
 
 
 def run_ladder(args) -> int:
-    from bench.fastbook import runner as ladder
     from bench.core import records
+    from bench.fastbook import runner as ladder
     from common.registry import chosen_backends
     backends = chosen_backends(args.backends, "ladder")
-    out = Path(args.out) if args.out else records.new_run_dir(prefix="ladder")
+    out = records.out_dir(args.out, "ladder")
     return ladder.main(backends, args.models, args.epochs, args.seed, args.device, out,
                        quiet=args.quiet, dtype=args.dtype)

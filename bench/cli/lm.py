@@ -114,7 +114,7 @@ def _new_run(args):
                    args.gru_variant, args.embed, args.activation)
     check_fits(data, tcfg)
     check_memory(cfg, tcfg)
-    out = Path(args.out) if args.out else records.new_run_dir(prefix="train")
+    out = records.out_dir(args.out, "train")
     params = init_lm_params(cfg, tcfg.seed, tcfg.dtype, init=args.init)
     return out, train(args.backend, cfg, tcfg, data, out, params, progress=not args.quiet)
 
@@ -170,14 +170,14 @@ def add_quality(sub):
 
 
 def run_quality(args) -> int:
-    from bench.lm import quality as lm_quality
     from bench.core import records
+    from bench.lm import quality as lm_quality
     from common.registry import chosen_backends
     known = [m.name for m in lm_quality.PRESETS[args.preset]["models"]]
     unknown = [m for m in args.models or [] if m not in known]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown} for {args.preset}: choose from {known}")
-    out = Path(args.out) if args.out else records.new_run_dir(prefix="quality")
+    out = records.out_dir(args.out, "quality")
     backends = chosen_backends(args.backends, "lm-quality")
     return lm_quality.main(args.preset, backends, args.models, out, args.path, args.dtype,
                            args.device, args.seed, args.epochs)

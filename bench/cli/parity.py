@@ -20,12 +20,10 @@ def add_parity(sub):
 
 
 def cmd_parity(args):
-    from pathlib import Path
-
-    from bench.parity import runner
     from bench.core import records
+    from bench.parity import runner
     from common.precision import allow_tf32
     if args.tf32:
         allow_tf32()   # before any framework is imported
-    out = Path(args.out) if args.out else records.new_run_dir(prefix="parity")
+    out = records.out_dir(args.out, "parity")
     return runner.main(args.quick, args.backends, args.dtypes, args.device, out)

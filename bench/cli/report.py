@@ -15,9 +15,9 @@ def add_report(sub):
 
 
 def cmd_report(args):
-    from bench.report import compare, run_report as report
     from bench.core import records
+    from bench.report import compare, run_report as report
     if len(args.directory) == 1 and not args.out:
         return report.main(Path(args.directory[0]))
-    out = Path(args.out) if args.out else records.new_run_dir(prefix="compare")
+    out = records.out_dir(args.out, "compare")
     return compare.main(args.directory, out)

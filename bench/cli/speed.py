@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from bench.cli.argtypes import non_negative_seconds, positive_int
 from bench.speed.grid import ALL, GRIDS
@@ -94,5 +93,5 @@ def cmd_speed(args):
     from bench.core import records
     from bench.speed import runner
     plan = plan_from_args(args)
-    out = Path(args.out) if args.out else records.new_run_dir(prefix="speed")
+    out = records.out_dir(args.out, "speed")
     return runner.run_and_print(plan, out, show_progress=not args.quiet)

@@ -85,7 +85,7 @@ def run_translate(args) -> int:
     data = load_fra_eng(args.path, tcfg.num_steps, tcfg.num_train, tcfg.num_val)
     cfg = Seq2SeqConfig(args.impl or "builtin", len(data.src_vocab), len(data.tgt_vocab),
                         args.embed, args.hidden, args.layers, args.gru_variant)
-    out = Path(args.out) if args.out else records.new_run_dir(prefix="translate")
+    out = records.out_dir(args.out, "translate")
     run = translate.train(args.backend, cfg, tcfg, data, out, progress=not args.quiet)
     log = run.log
     if log.epochs:

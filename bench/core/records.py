@@ -64,3 +64,8 @@ def new_run_dir(root="rnnbench-results", prefix="run") -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a new run directory under {root}")
+
+
+def out_dir(out, prefix: str) -> Path:
+    """`--out` as given, else a fresh `rnnbench-results/<prefix>-*` directory (`new_run_dir`)."""
+    return Path(out) if out else new_run_dir(prefix=prefix)

@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import numpy as np
 
+from common.checkpoint import check_finite
 from common.config import LMConfig
 from common.errors import DataError
-from common.checkpoint import check_finite
 from common.params import check_params, lm_param_shapes, load_params
 from common.registry import get_backend
 from common.vocab import Vocab

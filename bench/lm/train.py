@@ -25,8 +25,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from bench.core import records, signals
-from bench.lm.run_files import CHECKPOINT, GENERATED, LOG, find_checkpoint
 from bench.lm.data import LMData, carries_state, check_fits, epoch_batches, validation_batches
+from bench.lm.run_files import CHECKPOINT, GENERATED, LOG, find_checkpoint
 from common.checkpoint import nonfinite_keys
 from common.config import LMConfig, TrainConfig
 from common.errors import DataError, RnnbenchError, Terminated

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from bench.core import status as S
-from bench.speed import records as rec
 from bench.core.plots import _pyplot, optional_chart, save_png
+from bench.speed import records as rec
 from bench.speed.grid import D2L_SIZES, sweep_axis
 from bench.speed.tables import cell_label, impl_label, impl_order, steps
 

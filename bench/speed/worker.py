@@ -18,8 +18,8 @@ import traceback
 from pathlib import Path
 from typing import Dict, Iterable, List, Tuple
 
-from bench.speed import env as speed_env, records as rec
 from bench.core.timing import measure
+from bench.speed import env as speed_env, records as rec
 from common.errors import NotSupported, RnnbenchError
 from common.flops import case_flops, case_matmuls, gemm_bound_seconds
 from common.speedcase import Budget, SpeedCase, speed_data

@@ -19,10 +19,10 @@ import numpy as np
 
 from bench.core import records
 from common.batching import minibatches
+from common.checkpoint import check_finite, nonfinite_keys
 from common.corpora import BOS, EOS, FraEng, encode_sentence, preprocess_nmt
 from common.errors import DataError, RnnbenchError
 from common.metrics import bleu, corpus_bleu
-from common.checkpoint import check_finite, nonfinite_keys
 from common.params import load_params, save_params
 from common.registry import get_module
 from common.seq2seq import Seq2SeqConfig, TranslateConfig, init_seq2seq_params
