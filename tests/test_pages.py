@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import pages, pages_results
+from bench.pages import runner as pages, results as pages_results
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("torch_impl", "mxnet_impl", "jax_impl")

@@ -33,8 +33,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from bench.cli import exercises, explain, fastbook, info, jobs, lm, parity, report, speed
-    from bench.cli import translate
-    from bench.pages import add_pages
+    from bench.cli import pages, translate
     parser = OneLineParser(prog="rnnbench", description="RNN/LSTM/GRU parity and speed across "
                            "PyTorch, MXNet Gluon and JAX. With no verb: `rnnbench run`.")
     parser.add_argument("--version", action="version", version=f"rnnbench {version()}")
@@ -42,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (info.add_info, info.add_data, parity.add_parity, jobs.add_run, jobs.add_gpu,
                 lm.add_train, lm.add_generate, lm.add_quality, lm.add_trajectory,
                 fastbook.add_ladder, translate.add_translate, speed.add_speed, report.add_report,
-                explain.add_explain, exercises.add_exercises, add_pages):
+                explain.add_explain, exercises.add_exercises, pages.add_pages):
         add(sub)
     return parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.core import records
-from bench.pages_results import Page, demote, rebase
+from bench.pages.results import Page, demote, rebase
 
 D2L_RUN = "speed-cpu-d2l"
 GRID_RUN = "speed-cpu"
@@ -24,7 +24,7 @@ def machine_line(recs) -> str:
 
 def fastest(recs, hidden: int, cell: str = "lstm"):
     """{framework: (impl, tokens/s)} of the fastest training step at d2l's sizes."""
-    from bench.speed_bars import train_rates
+    from bench.speed.bars import train_rates
     best = {}
     for (h, be, impl, c), r in train_rates(recs).items():
         if h == hidden and c == cell and r.tokens_per_s > best.get(be, ("", 0.0))[1]:
@@ -33,7 +33,7 @@ def fastest(recs, hidden: int, cell: str = "lstm"):
 
 
 def render_speed(results: Path) -> Page:
-    from bench import speed_bars
+    from bench.speed import bars as speed_bars
     from bench.speed import records as rec, tables
     d2l = rec.read(results / D2L_RUN / rec.FILENAME)
     grid = rec.read(results / GRID_RUN / rec.FILENAME)

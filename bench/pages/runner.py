@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-from bench import pages_results as res, pages_speed as spd
+from bench.pages import results as res, speed as spd
 from bench.core import records
 from common import atomic
 
@@ -94,11 +94,3 @@ def main(root: Path, check: bool) -> int:
             atomic.write_text(path, text, overwrite=True)
             print(f"wrote {path.relative_to(root)}")
     return 0
-
-
-def add_pages(sub) -> None:
-    p = sub.add_parser("pages", help="write docs/*.md and the README's headlines from the "
-                                     "records under docs/results")
-    p.add_argument("--root", default=".", help="the repository root (default: .)")
-    p.add_argument("--check", action="store_true", help="only say which pages are stale")
-    p.set_defaults(func=lambda a: main(Path(a.root).resolve(), a.check))
