@@ -211,11 +211,11 @@ def test_environment_file_has_one_record_per_backend(tmp_path, capsys):
 
 def test_charts_are_skipped_where_matplotlib_is_missing(monkeypatch, tmp_path, capsys):
     from bench.core import plots
-    from bench.speed import charts as speed_plots
+    from bench.parity import chart
     monkeypatch.setattr(plots, "available", lambda: False)
     monkeypatch.setattr(plots, "_said", [])
-    assert speed_plots.parity_chart({}, tmp_path / "x.png") is None
-    assert speed_plots.parity_chart({}, tmp_path / "y.png") is None
+    assert chart.parity_chart({}, tmp_path / "x.png") is None
+    assert chart.parity_chart({}, tmp_path / "y.png") is None
     assert capsys.readouterr().out == "charts skipped: matplotlib is not installed " \
                                       "(pip install matplotlib)\n"
     assert list(tmp_path.iterdir()) == []

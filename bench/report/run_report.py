@@ -112,10 +112,10 @@ def parity_section(path: Path, directory: Path) -> List[str]:
 
 
 def _parity_lines(doc, path: Path, directory: Path) -> List[str]:
-    from bench.parity import seq2seq, tables
+    from bench.parity import chart, seq2seq, tables
     rel = path.relative_to(directory)
     lines = [tables.markdown_section(doc), f"Source: [{rel}]({rel}).", ""]
-    png = plots.parity_chart(tables.matrices(doc["records"]),
+    png = chart.parity_chart(tables.matrices(doc["records"]),
                              directory / "parity-matrix.png")
     lines += _image(png, directory, "parity matrix")
     if "seq2seq" in doc:

@@ -1,11 +1,9 @@
-"""PNG charts of the report: throughput bars, scaling curves, the parity matrix (atomic)."""
+"""PNG charts of the speed records: throughput bars and scaling curves (atomic)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from bench.core import status as S
 from bench.core.plots import _pyplot, optional_chart, save_png
 from bench.speed import records as rec
 from bench.speed.grid import D2L_SIZES, sweep_axis
@@ -94,38 +92,6 @@ def scaling_chart(records, axis: str, device: str, mode: str, path: Path) -> Opt
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    save_png(fig, path)
-    plt.close(fig)
-    return Path(path)
-
-
-@optional_chart
-def parity_chart(matrices: Dict, path: Path) -> Optional[Path]:
-    """The parity matrices (`bench.parity.tables.matrices`) as heat maps of log10 max abs error;
-    blank where a pair was not supported."""
-    if not matrices:
-        return None
-    plt = _pyplot()
-    n = len(matrices)
-    cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
-    image = None
-    for ax, ((cell, dtype), m) in zip(axes.flat, matrices.items()):
-        labels = m["labels"]
-        grid = [[float("nan")] * len(labels) for _ in labels]
-        for (a, b), (status, err) in m["pairs"].items():
-            if status in (S.PASS, S.FAIL):
-                value = math.log10(max(err, 1e-17))
-                i, j = labels.index(a), labels.index(b)
-                grid[i][j] = grid[j][i] = value
-        image = ax.imshow(grid, vmin=-17, vmax=-3, cmap="viridis")
-        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
-        ax.set_title(f"{cell} {dtype}", fontsize=9)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.colorbar(image, ax=axes, shrink=0.6, label="log10 max abs error")
     save_png(fig, path)
     plt.close(fig)
     return Path(path)
