@@ -27,10 +27,14 @@ CELL_IDS = ["rnn", "lstm", "gru_after", "gru_before"]
 
 
 def shared_data_dir():
-    """Where the real corpora live: $RNNBENCH_DATA, else the download cache (`common.download`);
-    a test whose corpus is in neither skips and says so."""
+    """Where the real corpora live: $RNNBENCH_DATA, else the `data` folder of a `shared`
+    directory beside the checkout (where a course or a team keeps them), else the download
+    cache (`common.download`); a test whose corpus is in none skips and says so."""
     env = os.environ.get("RNNBENCH_DATA")
-    return Path(env) if env else cache_dir()
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return beside if beside.is_dir() else cache_dir()
 
 
 def backend_or_skip(name):
