@@ -350,3 +350,42 @@ def test_main_job_calls_explain_when_present(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(explain, "main_quick", lambda out: seen.append(out) or 0)
     assert mainjob.run_explain(tmp_path) == 0 and seen == [tmp_path]
+
+
+def test_fast_training_step_has_its_floor_beside_it(tmp_path):
+    pytest.importorskip("torch")
+    grid = SpeedGrid(("torch",), ("fast", "builtin"), ("gru",), ("train", "infer"),
+                     ((8, 2, 3, 5),), threads=1)
+    plan = SpeedPlan(grid, Budget(1, 2, 0.0), Budget(0, 2, 0.0), gemm=False)
+    records = speed.run(plan, tmp_path, show_progress=False)
+    floors = [r for r in records if r.kind == "floor"]
+    assert [(f.case.impl, f.case.mode) for f in floors] == [("fast", "train")]
+    f = floors[0]
+    assert f.status == rec.OK and f.timing["median_s"] > 0 and f.kernels
+    assert f.key == "floor/" + f.case.key
+    before = (tmp_path / rec.FILENAME).read_text()
+    speed.run(plan, tmp_path, show_progress=False)            # resumed: no floor measured again
+    assert (tmp_path / rec.FILENAME).read_text() == before
+
+
+def _timed(case, seconds, spread=0.1):
+    return rec.StepRecord(case, rec.OK, timing={"median_s": seconds, "iqr_over_median": spread},
+                          tokens_per_s=case.batch * case.steps / seconds)
+
+
+@pytest.mark.parametrize("floor_s,expect", [
+    (0.010, "torch builtin / fast LSTM: 2.00 (needs <= 1.25: NOT met"),     # floor under the bar
+    (0.030, "torch fast LSTM / its floor (the products alone take 1.50x the built-in's step): "
+            "1.33 (needs <= 1.1: NOT met"),
+    (0.038, "its floor (the products alone take 1.90x the built-in's step): 1.05 (needs <= 1.1: "
+            "met"),
+])
+def test_fast_is_judged_by_its_floor_where_the_products_alone_exceed_the_bar(floor_s, expect):
+    from bench.speed import bars
+    case = lambda impl: SpeedCase("torch", impl, "lstm", "train", 256, 32, 35, 28)
+    records = [_timed(case("builtin"), 0.020), _timed(case("fast"), 0.040),
+               rec.FloorRecord(case("fast"), rec.OK, kernels="k",
+                               timing={"median_s": floor_s, "iqr_over_median": 0.05})]
+    text = bars.bars_markdown(records)
+    assert expect in text, text
+    assert "| 256 | torch | lstm |" in bars.floor_table(records)

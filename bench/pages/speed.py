@@ -55,6 +55,8 @@ def render_speed(results: Path) -> Page:
         "Ratios of training tokens/s from the same run; spreads are the inter-quartile range "
         "over the median of the two timings (how to read them: [performance](performance.md)).",
         "", speed_bars.bars_markdown(d2l), "",
+        *([f"The floor under each `fast` step (its products alone, timed as the step is):\n\n"
+           f"{speed_bars.floor_table(d2l)}\n"] if speed_bars.floor_table(d2l) else []),
         "## What the harness adds", "",
         "The harness's figure beside the same step timed by hand and a plain PyTorch loop:", "",
         tables.bare_loop_table(d2l), "",

@@ -71,6 +71,22 @@ def speed_charts(records, directory: Path) -> List[str]:
     return lines
 
 
+def bars_section(records) -> List[str]:
+    """The bars for `fast` at d2l's sizes and the floors measured beside them, where the run
+    has the timings."""
+    from bench.speed import bars
+    lines, judged, floors = [], bars.bars_markdown(records), bars.floor_table(records)
+    if judged:
+        lines += ["### The bars for `fast`", "", "Ratios of training tokens/s from this run, "
+                  "with the spreads of the two timings (inter-quartile range over median):", "",
+                  judged, ""]
+    if floors:
+        lines += ["### The floor under `fast`", "", "Each `fast` training step's matrix "
+                  "products alone, run the framework's fastest way and timed as the step is "
+                  "(median step time): no scratch step can be faster.", "", floors, ""]
+    return lines
+
+
 def speed_section(records, directory: Path) -> List[str]:
     lines = ["## Speed", "",
              "Tokens per second (batch x steps per timed call) of one training step (forward, "
@@ -88,6 +104,7 @@ def speed_section(records, directory: Path) -> List[str]:
               "fp32 GEMM GFLOP/s for the shapes the steps run, with each framework's own product "
               "(MXNet: `nd.dot`, its bundled OpenBLAS, and `FullyConnected`, oneDNN):", "",
               tables.gemm_table(records), ""]
+    lines += bars_section(records)
     bare = tables.bare_loop_table(records)
     if bare:
         lines += ["### Harness overhead", "", "The harness's figure beside the same step timed "

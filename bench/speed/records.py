@@ -120,6 +120,25 @@ class BareLoopRecord:
 
 
 @dataclass
+class FloorRecord:
+    """The floor under a `fast` training step (`case`): the step's matrix products alone
+    (`common.rungs.PRODUCTS`, the cell's gate width), run the framework's fastest way
+    (`kernels`) and timed as the step is. A scratch step cannot run faster than this."""
+
+    case: SpeedCase
+    status: str
+    note: str = ""
+    kernels: str = ""
+    timing: Dict[str, float] = field(default_factory=dict)
+    timestamp: str = field(default_factory=now)
+    kind: str = "floor"
+
+    @property
+    def key(self) -> str:
+        return "floor/" + self.case.key
+
+
+@dataclass
 class EnvRecord:
     """What one framework's worker process saw: versions, GPUs, threads, CPU affinity, env."""
 
@@ -141,8 +160,9 @@ class EnvRecord:
         return f"env/{self.backend}/t{self.threads}"
 
 
-Record = Union[StepRecord, GemmRecord, BareLoopRecord, EnvRecord]
-KINDS = {"step": StepRecord, "gemm": GemmRecord, "bare-loop": BareLoopRecord, "env": EnvRecord}
+Record = Union[StepRecord, GemmRecord, BareLoopRecord, FloorRecord, EnvRecord]
+KINDS = {"step": StepRecord, "gemm": GemmRecord, "bare-loop": BareLoopRecord,
+         "floor": FloorRecord, "env": EnvRecord}
 
 
 def to_json(record: Record) -> str:

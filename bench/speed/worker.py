@@ -99,6 +99,31 @@ def measure_case(module, case: SpeedCase, budget: Budget, table: GemmTable = Non
     return record
 
 
+def measure_floor(backend: str, case: SpeedCase, budget: Budget) -> rec.FloorRecord:
+    """The products alone of `case`'s training step (the rungs' `products_step` for its cell),
+    timed as the step is: the floor under a scratch implementation."""
+    from types import SimpleNamespace
+    from common.registry import get_module
+    record = rec.FloorRecord(case, rec.OK)
+    try:
+        fn, sync, kernels = get_module(backend, "rungs").products_step(
+            case.lm_config(), case.batch, case.steps, case.dtype, case.device)
+        timing, _ = timed(SimpleNamespace(fn=fn, sync=sync), budget)
+    except (NotSupported, RnnbenchError) as exc:
+        record.status, record.note = rec.NOT_SUPPORTED, str(exc)
+        return record
+    except Exception as exc:  # a kernel the framework lacks in this dtype: recorded, go on
+        record.status, record.note = rec.ERROR, f"{type(exc).__name__}: {exc}".strip()
+        return record
+    record.kernels, record.timing = kernels, timing.summary()
+    return record
+
+
+def wants_floor(case: SpeedCase) -> bool:
+    """Floors stand beside the `fast` training steps: the bars for `fast` are judged by them."""
+    return case.impl == "fast" and case.mode == "train"
+
+
 def fill_rates(record: rec.StepRecord, seconds: float, table: GemmTable = None) -> None:
     """Tokens/s, GFLOP/s and the fractions of the GEMM limits from the median step time."""
     case = record.case
@@ -221,6 +246,8 @@ def run(job: dict) -> int:
             record = rec.StepRecord(case, rec.ERROR, f"{type(exc).__name__}: {exc}".strip())
         rec.append(out, record)
         say("DONE", case.key, record.status)
+        if wants_floor(case) and record.status == rec.OK and "floor/" + case.key not in done:
+            rec.append(out, measure_floor(backend, case, budget))
     for c in (SpeedCase(**c) for c in job.get("bare_loop", [])):
         if ("bare-loop/" + c.key) not in done:
             say("START", "bare-loop/" + c.key)
