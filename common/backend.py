@@ -14,6 +14,7 @@ from typing import List, Optional, Protocol
 import numpy as np
 
 from .config import LayerSpec
+from .errors import NotSupported
 from .params import Params
 
 
@@ -77,6 +78,21 @@ def check_state_count(spec: LayerSpec, state: list) -> None:
     if len(state) != expected:
         raise ValueError(f"{spec.label} takes {expected} states (one per layer and direction), "
                          f"got {len(state)}")
+
+
+def hidden_of(state):
+    """The hidden `H` of one state entry (`(H, C)` for LSTM), in any framework's arrays."""
+    return state[0] if isinstance(state, tuple) else state
+
+
+def refuse_reset_before(spec: LayerSpec, builtin: str) -> None:
+    """Raise NotSupported for a GRU variant the framework's built-in `builtin` lacks: every
+    built-in computes only the reset_after candidate."""
+    if spec.cell == "gru" and spec.gru_variant != "reset_after":
+        raise NotSupported(
+            f"{builtin} computes only the reset_after candidate "
+            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs "
+            "impl='scratch' or 'fast'")
 
 
 def flatten_state(state) -> List[np.ndarray]:

@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from common.backend import VJPResult, check_state_count, zeros_state
+from common.backend import VJPResult
 from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
 from common.errors import NotSupported
 from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
 
 from . import lm, train
+from .arrays import from_numpy, states_in, states_out, to_numpy
 from .convert import from_native, grads_from_native, to_native
 from .devices import compute_scope, device_names, resolve_device
 from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
@@ -73,33 +72,11 @@ class JaxLayer:
 
     def array(self, array) -> jax.Array:
         """A NumPy array on the layer's device in its dtype; call inside `scope()`."""
-        array = np.asarray(array, dtype=self.dtype)
-        with warnings.catch_warnings():
-            # JAX truncates float64 to float32 with only a warning when x64 is off.
-            warnings.filterwarnings("error", ".*requested .* is not available", UserWarning)
-            try:  # inside scope(), jnp.asarray already lands on self.device
-                return jax.device_put(jnp.asarray(array, dtype=self.dtype), self.device)
-            except UserWarning as exc:
-                raise NotSupported(f"jax cannot compute {self.dtype} on {self.device} here: "
-                                   f"jax says: {exc}") from exc
+        return from_numpy(array, self.dtype, self.device)
 
     def states_in(self, state, batch: int) -> List:
         """A contract-layout NumPy state (None = zeros) as device arrays, LSTM pairs as tuples."""
-        if state is None:
-            state = zeros_state(self.spec, batch, self.dtype)
-        check_state_count(self.spec, state)
-        lstm = self.spec.cell == "lstm"
-        return [tuple(map(self.array, s)) if lstm else self.array(s) for s in state]
-
-
-def to_numpy(tree):
-    """Device arrays (any pytree) -> writable NumPy copies; blocks until they are computed."""
-    return jax.tree.map(np.array, tree)  # np.asarray would hand out read-only views
-
-
-def _states_out(states) -> List:
-    """Final states in the contract's layout, as NumPy (LSTM pairs stay tuples)."""
-    return to_numpy(list(states))
+        return states_in(self.spec, state, self.dtype, self.device, batch)
 
 
 def _versions() -> dict:
@@ -152,7 +129,7 @@ class JaxBackend:
         with layer.scope():
             states = layer.states_in(state, X.shape[1])
             Y, finals = forward_jit(layer.spec, layer.impl, layer.params, layer.array(X), states)
-            return to_numpy(Y), _states_out(finals)
+            return to_numpy(Y), states_out(finals)
 
     def vjp(self, layer: JaxLayer, X: np.ndarray, state: Optional[list], G: np.ndarray,
             G_state: Optional[list] = None) -> VJPResult:
@@ -164,8 +141,8 @@ class JaxBackend:
             grads = to_numpy(grads)
             if layer.impl == "builtin":
                 grads = grads_from_native(layer.spec, grads)
-            dstate = None if state is None else _states_out(dstates)
-            return VJPResult(to_numpy(Y), _states_out(finals), grads, to_numpy(dX), dstate)
+            dstate = None if state is None else states_out(dstates)
+            return VJPResult(to_numpy(Y), states_out(finals), grads, to_numpy(dX), dstate)
 
     # Language models (common.backend.LMBackend).
 
@@ -183,7 +160,7 @@ class JaxBackend:
     def lm_forward(self, model: lm.JaxLM, ids: np.ndarray, state: Optional[list] = None):
         with model.scope():
             logits, finals = model.forward(model.ids_in(ids), state)
-            return to_numpy(logits), _states_out(finals)
+            return to_numpy(logits), states_out(finals)
 
     def lm_loss_grads(self, model: lm.JaxLM, ids: np.ndarray, targets: np.ndarray,
                       state: Optional[list] = None):
@@ -191,7 +168,7 @@ class JaxBackend:
             ids, targets = model.ids_in(ids), model.ids_in(targets)
             loss, grads, finals = lm.loss_and_grads(model.cfg, model.params, ids, targets,
                                                     model.states_in(state, ids.shape[0]))
-            return float(loss), model.canonical(to_numpy(grads), grads=True), _states_out(finals)
+            return float(loss), model.canonical(to_numpy(grads), grads=True), states_out(finals)
 
     def make_trainer(self, model: lm.JaxLM, optimizer: str = "sgd", lr: float = 1.0,
                      clip: Optional[float] = 1.0) -> train.Trainer:

@@ -11,16 +11,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from common.backend import VJPResult, check_state_count, flatten_state
+from common.backend import VJPResult, flatten_state
 from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
 from common.errors import NotSupported
 from common.params import cast_params, check_params, lm_param_shapes, param_shapes
 
 from . import convert, lm, train
 from ._mx import mx
+from .arrays import from_numpy, states_in, states_out, to_numpy
 from .devices import device_name, resolve_device
-from .layers import (builtin_forward, code_path_of, forward_of, make_builtin, native_arrays,
-                     to_nd)
+from .layers import builtin_forward, code_path_of, forward_of, make_builtin, native_arrays
 
 FEATURES = ("MKLDNN", "ONEDNN", "CUDA", "CUDNN", "NCCL", "OPENMP", "BLAS_OPEN", "BLAS_MKL",
             "BLAS_ATLAS", "LAPACK")
@@ -72,26 +72,18 @@ def builtin_code_path(spec, dtype, ctx):
 
 
 def _to_nd(array, layer):
-    return to_nd(np.asarray(array), layer.ctx, layer.dtype)
+    return from_numpy(array, layer.dtype, layer.ctx)
 
 
 def _state_to_nd(state, layer):
     """Contract state (NumPy) -> nd arrays; None stays None (the drivers start from zeros)."""
-    if state is None:
-        return None
-    check_state_count(layer.spec, state)
-    return [tuple(_to_nd(a, layer) for a in s) if isinstance(s, (tuple, list))
-            else _to_nd(s, layer) for s in state]
-
-
-def _state_to_numpy(state):
-    return [tuple(a.asnumpy() for a in s) if isinstance(s, tuple) else s.asnumpy() for s in state]
+    return states_in(layer.spec, state, layer.dtype, layer.ctx)
 
 
 def _dstate(state_nd):
     """Gradients of the initial state, in the contract's layout (zeros where MXNet wrote none)."""
-    return [tuple(a.grad.asnumpy() for a in s) if isinstance(s, tuple) else s.grad.asnumpy()
-            for s in state_nd]
+    return states_out([tuple(a.grad for a in s) if isinstance(s, tuple) else s.grad
+                       for s in state_nd])
 
 
 def run_layer(layer, X, state):
@@ -180,13 +172,13 @@ class MXNetBackend:
     def get_params(self, layer):
         """The layer's parameters in canonical form (NumPy, the layer's dtype)."""
         if layer.impl != "builtin":
-            return {k: v.asnumpy() for k, v in layer.params.items()}
+            return {k: to_numpy(v) for k, v in layer.params.items()}
         return convert.from_native(layer.spec, native_arrays(layer.net))
 
     def forward(self, layer, X, state=None):
         """`X: (T, B, I)` -> `(Y: (T, B, H*D), final states)` as NumPy."""
         Y, finals = run_layer(layer, _to_nd(X, layer), _state_to_nd(state, layer))
-        return Y.asnumpy(), _state_to_numpy(finals)
+        return to_numpy(Y), states_out(finals)
 
     def vjp(self, layer, X, state, G, G_state=None):
         """Gradients of `sum(Y*G) + sum(finals*G_state)` w.r.t. canonical params, X, state."""
@@ -201,8 +193,8 @@ class MXNetBackend:
             head_grads += [_to_nd(g, layer) for g in flatten_state(G_state)]
         mx.autograd.backward(heads, head_grads=head_grads)
         dstate = None if state is None else _dstate(state_nd)
-        return VJPResult(Y.asnumpy(), _state_to_numpy(finals), self._grads(layer),
-                         X_nd.grad.asnumpy(), dstate)
+        return VJPResult(to_numpy(Y), states_out(finals), self._grads(layer),
+                         to_numpy(X_nd.grad), dstate)
 
     @staticmethod
     def _grad_params(layer):
@@ -212,7 +204,7 @@ class MXNetBackend:
     @staticmethod
     def _grads(layer):
         if layer.impl != "builtin":
-            return {k: v.grad.asnumpy() for k, v in layer.params.items()}
+            return {k: to_numpy(v.grad) for k, v in layer.params.items()}
         return convert.grads_from_native(layer.spec, native_arrays(layer.net, grads=True))
 
     # Language models (common.backend.LMBackend).
@@ -248,12 +240,12 @@ class MXNetBackend:
     def lm_forward(self, model, ids, state=None):
         """`ids: (B, T)` -> `(logits: (B, T, V), final states)` as NumPy."""
         logits, finals = model.forward(model.ids_in(ids), model.states_in(state))
-        return logits.asnumpy(), _state_to_numpy(finals)
+        return to_numpy(logits), states_out(finals)
 
     def lm_loss_grads(self, model, ids, targets, state=None):
         """`(loss, canonical gradients, final states)` of the mean cross-entropy (NumPy)."""
         loss, finals = lm.loss_and_backward(model, ids, targets, state)
-        return float(loss.asscalar()), model.canonical_grads(), _state_to_numpy(finals)
+        return float(loss.asscalar()), model.canonical_grads(), states_out(finals)
 
     def make_trainer(self, model, optimizer="sgd", lr=1.0, clip=1.0):
         """A `train.Trainer`: Gluon's SGD or Adam with d2l's clipping (`clip=None`: off)."""

@@ -18,21 +18,13 @@ from common.errors import NotSupported
 from common.params import CELL_GATES, prefixes, sub_params
 
 from ._mx import mx
+from .arrays import from_numpy, to_numpy
 from .cells import step_fn
 from .recurrence import HandRecurrence, loops_for
 
 nd = mx.nd
 
 GLUON_LAYERS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-
-
-def to_nd(array, ctx, dtype):
-    """NumPy -> dense `nd` array on `ctx` in `dtype` (explicit: `nd.array` defaults to float32).
-
-    `nd.ndarray.array` is the dense constructor behind `nd.array`, minus its scipy-sparse check,
-    which warns on every call with current SciPy.
-    """
-    return nd.ndarray.array(array, ctx=ctx, dtype=dtype)
 
 
 def hidden(state):
@@ -181,7 +173,7 @@ def make_builtin(spec, native, dtype, ctx, hybridize=True):
     net.initialize(mx.init.Zero(), ctx=ctx)
     params = net.collect_params()
     for name, value in native.items():
-        params[net.prefix + name].set_data(to_nd(value, ctx, dtype))
+        params[net.prefix + name].set_data(from_numpy(value, dtype, ctx))
     if hybridize:
         net.hybridize()
     return net
@@ -190,7 +182,7 @@ def make_builtin(spec, native, dtype, ctx, hybridize=True):
 def native_arrays(net, grads=False):
     """The layer's parameters (or their gradients) as NumPy, keyed by native name."""
     n = len(net.prefix)
-    return {name[n:]: (p.grad() if grads else p.data()).asnumpy()
+    return {name[n:]: to_numpy(p.grad() if grads else p.data())
             for name, p in net.collect_params().items()}
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from common.errors import NotSupported
 from common.params import Params, cast_params
-from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
+from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
@@ -28,7 +28,8 @@ from ._mx import mx
 from .adapter import builtin_code_path, mxnet_error_text
 from .convert import NATIVE_GATES, from_native, grads_from_native, to_native
 from .devices import resolve_device
-from .layers import SCRATCH_CODE_PATH, builtin_forward, make_builtin, scratch_forward, to_nd
+from .arrays import from_numpy, ids_in, to_numpy
+from .layers import SCRATCH_CODE_PATH, builtin_forward, make_builtin, scratch_forward
 from .lm import make_parameter, output_layer
 from .train import clip_gradients
 
@@ -58,8 +59,9 @@ class MXNetSeq2Seq:
         """The canonical parameters' current nd arrays."""
         return {k: p.data(self.ctx) for k, p in self.params.items()}
 
-    def ids(self, ids, vocab_size: int, name: str):
-        return to_nd(check_ids(ids, vocab_size, name), self.ctx, "int64")
+    def ids_in(self, ids, vocab_size: int, name: str):
+        """Token ids as an int64 nd array on the model's context, range-checked."""
+        return ids_in(ids, self.ctx, vocab_size, name)
 
 
 def run_stack(model: MXNetSeq2Seq, arrays, side: str, X, states=None, drops=None):
@@ -144,23 +146,23 @@ def canonical(model: MXNetSeq2Seq, named: Dict[str, np.ndarray], grads: bool = F
 
 def seq2seq_params(model: MXNetSeq2Seq) -> Params:
     """The current parameters in canonical form (NumPy copies)."""
-    return canonical(model, {k: p.data(model.ctx).asnumpy() for k, p in model.leaves().items()})
+    return canonical(model, {k: to_numpy(p.data(model.ctx)) for k, p in model.leaves().items()})
 
 
 def forward(model: MXNetSeq2Seq, src, dec_in) -> np.ndarray:
     """Teacher-forced logits `(B, T, Vt)` (NumPy), no dropout; `src: (B, Ts)`, `dec_in: (B, T)`."""
     cfg = model.cfg
-    return logits_of(model, model.ids(src, cfg.src_vocab_size, "source"),
-                     model.ids(dec_in, cfg.tgt_vocab_size, "decoder input")).asnumpy()
+    return to_numpy(logits_of(model, model.ids_in(src, cfg.src_vocab_size, "source"),
+                              model.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input")))
 
 
 def loss_and_backward(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len, drops=None):
     """Forward, masked loss and backward: gradients left in the `Parameter`s; nd scalar loss."""
     cfg, label = model.cfg, np.asarray(label)
-    src, dec_in = (model.ids(src, cfg.src_vocab_size, "source"),
-                   model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"))
-    label_nd = model.ids(label, cfg.tgt_vocab_size, "label")
-    mask = to_nd(label_mask(label_valid_len, label.shape[1], model.dtype), model.ctx, model.dtype)
+    src, dec_in = (model.ids_in(src, cfg.src_vocab_size, "source"),
+                   model.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input"))
+    label_nd = model.ids_in(label, cfg.tgt_vocab_size, "label")
+    mask = from_numpy(label_mask(label_valid_len, label.shape[1], model.dtype), model.dtype, model.ctx)
     with mx.autograd.record():
         loss = masked_loss(logits_of(model, src, dec_in, drops), label_nd, mask)
     loss.backward()
@@ -170,7 +172,7 @@ def loss_and_backward(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len, 
 def loss_grads(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len):
     """`(masked loss, canonical gradients)` (NumPy), no dropout; label `(B, T)`, lengths `(B,)`."""
     loss = loss_and_backward(model, src, dec_in, label, label_valid_len)
-    named = {k: p.grad(model.ctx).asnumpy() for k, p in model.leaves().items()}
+    named = {k: to_numpy(p.grad(model.ctx)) for k, p in model.leaves().items()}
     return float(loss.asscalar()), canonical(model, named, grads=True)
 
 
@@ -193,12 +195,12 @@ class Trainer:
         self.model, self.clip, self.draws = model, clip, DropoutDraws(model.cfg, dropout, seed)
         leaves = model.leaves()
         self.grads = [p.grad(model.ctx) for p in leaves.values()]
-        self.masks = [(leaves[name].grad(model.ctx), to_nd(mask, model.ctx, model.dtype))
+        self.masks = [(leaves[name].grad(model.ctx), from_numpy(mask, model.dtype, model.ctx))
                       for name, mask in duplicate_bias_masks(model).items()]
         self.trainer = mx.gluon.Trainer(list(leaves.values()), "adam", {"learning_rate": lr})
 
     def step(self, src, dec_in, label, label_valid_len) -> float:
-        drops = {k: to_nd(v, self.model.ctx, self.model.dtype)
+        drops = {k: from_numpy(v, self.model.dtype, self.model.ctx)
                  for k, v in self.draws.next(src, dec_in).items()}
         loss = loss_and_backward(self.model, src, dec_in, label, label_valid_len, drops)
         for grad, mask in self.masks:
@@ -221,7 +223,7 @@ def make_trainer(model: MXNetSeq2Seq, lr: float = 0.005, clip: Optional[float] =
 def greedy(model: MXNetSeq2Seq, src, bos: int, eos: int, num_steps: int):
     """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
     `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
-    src = model.ids(src, model.cfg.src_vocab_size, "source")
+    src = model.ids_in(src, model.cfg.src_vocab_size, "source")
     arrays, B = model.arrays(), src.shape[0]
     finals = encode(model, arrays, src)
     token, states, out = nd.full((B, 1), bos, ctx=model.ctx, dtype="int64"), finals, []
@@ -229,7 +231,7 @@ def greedy(model: MXNetSeq2Seq, src, bos: int, eos: int, num_steps: int):
     for _ in range(num_steps):
         logits, states = decode(model, arrays, token, finals[-1], states)
         token = nd.argmax(logits, axis=-1).astype("int64")
-        out.append(token[:, 0].asnumpy())  # the host sync decides when every row is done
+        out.append(to_numpy(token[:, 0]))  # the host sync decides when every row is done
         done |= out[-1] == eos
         if done.all():
             break

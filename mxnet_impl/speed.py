@@ -20,7 +20,7 @@ from common.speedcase import SpeedCase, Step
 from ._mx import mx
 from .adapter import BACKEND, openmp_counts
 from .devices import resolve_device
-from .layers import to_nd
+from .arrays import from_numpy
 
 nd = mx.nd
 # nd.dot goes to the OpenBLAS bundled with MXNet 1.9.1; FullyConnected to oneDNN
@@ -103,12 +103,12 @@ def gemm_step(op: str, M: int, K: int, N: int, device: str = "cpu", dtype: str =
         raise NotSupported(f"mxnet has no GEMM op {op!r} here; it has {', '.join(GEMM_OPS)}")
     ctx = resolve_device(device)
     rng = np.random.default_rng(0)
-    a = to_nd(rng.normal(size=(M, K)), ctx, dtype)
+    a = from_numpy(rng.normal(size=(M, K)), dtype, ctx)
     if op == "nd.dot":
-        b = to_nd(rng.normal(size=(K, N)), ctx, dtype)
+        b = from_numpy(rng.normal(size=(K, N)), dtype, ctx)
         fn = lambda: nd.dot(a, b)
     else:
-        w = to_nd(rng.normal(size=(N, K)), ctx, dtype)  # FullyConnected: x W^T
+        w = from_numpy(rng.normal(size=(N, K)), dtype, ctx)  # FullyConnected: x W^T
         fn = lambda: nd.FullyConnected(a, w, no_bias=True, num_hidden=N)
     return Step(fn, make_sync(ctx), op, _device_name(ctx))
 

@@ -21,7 +21,7 @@ from common.params import Params, prefixes, redundant_bias_keys
 
 from ._mx import mx
 from .convert import NATIVE_GATES, native_prefix
-from .layers import to_nd
+from .arrays import from_numpy
 from .lm import MXNetLM, detach_state, loss_and_backward
 
 nd = mx.nd
@@ -77,7 +77,7 @@ class Trainer:
         self.model, self.clip = model, clip
         leaves = model.leaves()
         self.grads = [p.grad(model.ctx) for p in leaves.values()]
-        self.masks = [(leaves[name].grad(model.ctx), to_nd(mask, model.ctx, model.dtype))
+        self.masks = [(leaves[name].grad(model.ctx), from_numpy(mask, model.dtype, model.ctx))
                       for name, mask in duplicate_bias_masks(model).items()]
         # one context, so no kvstore; the loss is already a mean, hence step(1) below
         self.trainer = mx.gluon.Trainer(list(leaves.values()), optimizer, {"learning_rate": lr})

@@ -21,7 +21,8 @@ from mxnet_impl import convert  # noqa: E402  (after the skip: needs mxnet)
 from mxnet_impl._mx import mx  # noqa: E402
 from mxnet_impl.adapter import mxnet_error_text  # noqa: E402
 from mxnet_impl.devices import resolve_device  # noqa: E402
-from mxnet_impl.layers import builtin_forward, make_builtin, to_nd  # noqa: E402
+from mxnet_impl.arrays import from_numpy  # noqa: E402
+from mxnet_impl.layers import builtin_forward, make_builtin  # noqa: E402
 
 CELLS = ["rnn", "lstm", "gru"]
 STACKS = [(1, False), (2, True)]
@@ -39,7 +40,7 @@ def random_native(spec, seed=0):
 def gluon_forward(spec, native, X, state, hybridize=True):
     """Run Gluon's fused layer holding `native` on NumPy inputs (float64, CPU)."""
     net = make_builtin(spec, native, "float64", mx.cpu(), hybridize=hybridize)
-    nd64 = lambda a: to_nd(a, mx.cpu(), "float64")
+    nd64 = lambda a: from_numpy(a, "float64", mx.cpu())
     state_nd = [tuple(map(nd64, s)) if isinstance(s, tuple) else nd64(s) for s in state]
     Y, finals = builtin_forward(net, spec, nd64(X), state_nd)
     return Y.asnumpy(), [a.asnumpy() for a in flatten_state(finals)]

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.backend import VJPResult, check_state_count
+from common.backend import VJPResult
 from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
 from common.errors import NotSupported
 from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
 
 from . import lm, train
+from .arrays import from_numpy, states_in, states_out, to_numpy
 from .convert import from_native, grads_from_native
 from .devices import TORCH_DTYPES, device_names, resolve_device
 from .layers import (builtin_code_path, builtin_forward, builtin_name, code_path_of, forward_of,
@@ -51,24 +52,14 @@ class TorchLayer:
 
     def tensor(self, array, requires_grad=False) -> torch.Tensor:
         """A NumPy array as a fresh tensor in the layer's dtype and device."""
-        t = torch.tensor(np.asarray(array), dtype=TORCH_DTYPES[self.dtype], device=self.device)
-        return t.requires_grad_(requires_grad)
+        return from_numpy(array, self.dtype, self.device).requires_grad_(requires_grad)
 
     def states_in(self, state, requires_grad=False):
         """A contract-layout NumPy state as tensors (None stays None)."""
-        if state is None:
-            return None
-        check_state_count(self.spec, state)
-        as_t = lambda a: self.tensor(a, requires_grad)
-        return [tuple(map(as_t, s)) if self.spec.cell == "lstm" else as_t(s) for s in state]
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-def _states_out(states) -> List:
-    return [tuple(map(to_numpy, s)) if isinstance(s, tuple) else to_numpy(s) for s in states]
+        states = states_in(self.spec, state, self.dtype, self.device)
+        for t in _flat(states):
+            t.requires_grad_(requires_grad)
+        return states
 
 
 def _flat(states) -> List[torch.Tensor]:
@@ -136,13 +127,13 @@ class TorchBackend:
         return layer
 
     def get_params(self, layer: TorchLayer) -> Params:
-        arrays = {k: to_numpy(v).copy() for k, v in layer.leaves().items()}  # CPU numpy() aliases
+        arrays = {k: to_numpy(v) for k, v in layer.leaves().items()}
         return arrays if layer.impl != "builtin" else from_native(layer.spec, arrays)
 
     def forward(self, layer: TorchLayer, X: np.ndarray, state: Optional[list] = None):
         with torch.no_grad():
             Y, finals = layer.run(layer.tensor(X), layer.states_in(state))
-        return to_numpy(Y), _states_out(finals)
+        return to_numpy(Y), states_out(finals)
 
     def vjp(self, layer: TorchLayer, X: np.ndarray, state: Optional[list], G: np.ndarray,
             G_state: Optional[list] = None) -> VJPResult:
@@ -160,7 +151,7 @@ class TorchBackend:
         if layer.impl == "builtin":
             named = grads_from_native(layer.spec, named)
         dstate = None if state is None else _regroup(layer.spec, grads[len(leaves) + 1:])
-        return VJPResult(to_numpy(Y), _states_out(finals), named, grads[len(leaves)], dstate)
+        return VJPResult(to_numpy(Y), states_out(finals), named, grads[len(leaves)], dstate)
 
     # Language models (common.backend.LMBackend).
 
@@ -181,7 +172,7 @@ class TorchBackend:
     def lm_forward(self, model: lm.TorchLM, ids: np.ndarray, state: Optional[list] = None):
         with torch.no_grad():
             logits, finals = model.forward(model.ids_in(ids), model.states_in(state))
-        return np.ascontiguousarray(to_numpy(logits)), _states_out(finals)
+        return np.ascontiguousarray(to_numpy(logits)), states_out(finals)
 
     def lm_loss_grads(self, model: lm.TorchLM, ids: np.ndarray, targets: np.ndarray,
                       state: Optional[list] = None):
@@ -192,7 +183,7 @@ class TorchBackend:
         grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True,
                                     materialize_grads=True)
         named = {k: to_numpy(g) for k, g in zip(leaves, grads)}
-        return loss.item(), model.canonical(named, grads=True), _states_out(finals)
+        return loss.item(), model.canonical(named, grads=True), states_out(finals)
 
     def make_trainer(self, model: lm.TorchLM, optimizer: str = "sgd", lr: float = 1.0,
                      clip: Optional[float] = 1.0) -> train.Trainer:
