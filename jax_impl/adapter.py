@@ -1,5 +1,5 @@
-"""The JAX backend: the `common.backend.Backend` protocol over `layers.py`, and the
-`LMBackend` protocol over `lm.py` and `train.py` (a model handle is an `lm.JaxLM`).
+"""The JAX backend: `common.backend.Backend`'s hooks over `layers.py`, and for language models
+over `lm.py` and `train.py` (a model handle is an `lm.JaxLM`).
 
 NumPy in, NumPy out, in the layer's dtype. A layer handle holds the parameters as device arrays:
 canonical names for scratch and fast, Flax's flat native names (convert.py) for builtin, so that the
@@ -14,27 +14,22 @@ harness calling the jitted functions directly must call `block_until_ready()` it
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import jax
 import numpy as np
 
-from common.backend import VJPResult
-from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
-from common.errors import NotSupported
-from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
+from common.backend import Backend, VJPResult
+from common.config import LayerSpec
+from common.params import Params
 
-from . import lm, train
+from . import lm, runtime, train
 from .arrays import from_numpy, states_in, states_out, to_numpy
-from .convert import from_native, grads_from_native, to_native
-from .devices import compute_scope, device_names, resolve_device
-from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
-
-THREAD_VARS = ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "TF_CPP_MIN_LOG_LEVEL", "JAX_PLATFORMS", "JAX_ENABLE_X64")
-
+from .convert import from_native, grads_from_native
+from .devices import compute_scope, resolve_device
+from .layers import (builtin_code_path, builtin_forward, builtin_name, code_path_of, forward_of,
+                     make_builtin)
 
 def run_layer(spec: LayerSpec, impl: str, params, X, states):
     """`X: (T, B, I)` -> `(Y, finals)` through a scratch stack of `impl` or Flax's layers."""
@@ -79,46 +74,27 @@ class JaxLayer:
         return states_in(self.spec, state, self.dtype, self.device, batch)
 
 
-def _versions() -> dict:
-    """Versions of the modules actually imported (not just what pip metadata says)."""
-    import flax
-    import jaxlib
-    import optax
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-            "optax": optax.__version__}
-
-
-class JaxBackend:
-    """JAX: d2l's cells or the fast scratch under `lax.scan`, or Flax linen's `nn.RNN` over its built-in cells."""
+class JaxBackend(Backend):
+    """JAX: d2l's cells or the fast scratch under `lax.scan`, or Flax linen's `nn.RNN` over its
+    built-in cells."""
 
     name = "jax"
+    builtin_gru = builtin_name("gru")
 
     def info(self) -> dict:
-        return {
-            "framework": "jax",
-            "versions": _versions(),
-            "default_backend": jax.default_backend(),
-            "devices": device_names(),
-            "x64_default": bool(jax.config.read("jax_enable_x64")),
-            "threads": {"cpu_count": os.cpu_count(),
-                        **{k: os.environ[k] for k in THREAD_VARS if k in os.environ}},
-        }
+        return runtime.info()
 
-    def build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str = "float32",
-                    device: str = "cpu") -> JaxLayer:
-        check_choice("impl", impl, IMPLS)
-        check_choice("dtype", dtype, DTYPES)
-        check_params(params, param_shapes(spec))
-        params, dev = cast_params(params, dtype), resolve_device(device)
+    def _build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str,
+                     device: str) -> JaxLayer:
+        dev = resolve_device(device)
         layer = JaxLayer(spec, impl, dtype, dev)
-        if impl == "builtin":
-            make_builtin(spec)  # raises NotSupported for a variant Flax lacks
-            params = to_native(spec, params)
-            layer.code_path = builtin_code_path(spec, dev.platform)
-        else:
-            layer.code_path = code_path_of(impl, dev.platform, spec)
         with layer.scope():
-            layer.params = {k: layer.array(v) for k, v in params.items()}
+            if impl == "builtin":
+                layer.params = make_builtin(spec, params, dtype, dev)
+                layer.code_path = builtin_code_path(spec, dev.platform)
+            else:
+                layer.params = {k: layer.array(v) for k, v in params.items()}
+                layer.code_path = code_path_of(impl, dev.platform, spec)
         return layer
 
     def get_params(self, layer: JaxLayer) -> Params:
@@ -144,18 +120,10 @@ class JaxBackend:
             dstate = None if state is None else states_out(dstates)
             return VJPResult(to_numpy(Y), states_out(finals), grads, to_numpy(dX), dstate)
 
-    # Language models (common.backend.LMBackend).
+    # Language models.
 
-    def build_lm(self, cfg, params: Params, dtype: str = "float32",
-                 device: str = "cpu") -> lm.JaxLM:
-        check_choice("dtype", dtype, SPEED_DTYPES)
-        if cfg.layer_spec.bidirectional:
-            raise NotSupported("a bidirectional language model would see the tokens it predicts")
-        check_params(params, lm_param_shapes(cfg))
-        return lm.build_lm(cfg, cast_params(params, dtype), dtype, resolve_device(device))
-
-    def lm_params(self, model: lm.JaxLM) -> Params:
-        return model.canonical_params()
+    def _build_lm(self, cfg, params: Params, dtype: str, device: str) -> lm.JaxLM:
+        return lm.build_lm(cfg, params, dtype, resolve_device(device))
 
     def lm_forward(self, model: lm.JaxLM, ids: np.ndarray, state: Optional[list] = None):
         with model.scope():

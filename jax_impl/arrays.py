@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.backend import check_state_count
+from common.backend import convert_state
 from common.errors import NotSupported
 from common.seq2seq import check_ids
 
@@ -25,9 +25,9 @@ def framework_dtype(dtype):
     return jnp.dtype(dtype)
 
 
-def to_numpy(tree):
+def to_numpy(x):
     """Device arrays (any pytree, a state included) -> writable NumPy copies; None stays None."""
-    return jax.tree.map(np.array, tree)  # np.asarray would hand out read-only views
+    return jax.tree.map(np.array, x)  # np.asarray would hand out read-only views
 
 
 def from_numpy(array, dtype, device=None) -> jax.Array:
@@ -63,9 +63,7 @@ def states_in(spec, state, dtype, device=None, batch=None):
         zeros = lambda: jnp.zeros((batch, spec.hidden_size), dtype)
         state = [(zeros(), zeros()) if spec.cell == "lstm" else zeros()
                  for _ in range(spec.num_layers * spec.num_directions)]
-    check_state_count(spec, state)
-    as_array = lambda a: from_numpy(a, dtype, device)
-    return [tuple(map(as_array, s)) if spec.cell == "lstm" else as_array(s) for s in state]
+    return convert_state(spec, state, lambda a: from_numpy(a, dtype, device))
 
 
 def states_out(states) -> list:

@@ -26,7 +26,7 @@ from common.config import LMConfig
 from common.params import LM_HEAD_KEYS, Params, lm_canonical
 
 from .arrays import from_numpy, ids_in, states_in, to_numpy
-from .convert import from_native, grads_from_native, to_native
+from .convert import from_native, grads_from_native
 from .devices import compute_scope
 from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
 
@@ -124,15 +124,13 @@ def build_lm(cfg: LMConfig, params: Params, dtype: str, device: jax.Device) -> J
     Builtin: the layer stack is renamed into Flax's layout once and stays there while training;
     only the head stays canonical. Raises `NotSupported` as `make_builtin` does.
     """
-    if cfg.impl == "builtin":
-        make_builtin(cfg.layer_spec)  # raises NotSupported for a variant Flax lacks
-        layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-        head = {k: v for k, v in params.items() if k in HEAD_KEYS}
-        params = {**to_native(cfg.layer_spec, layer), **head}
-        code_path = builtin_code_path(cfg.layer_spec, device.platform)
-    else:
-        code_path = code_path_of(cfg.impl, device.platform, cfg.layer_spec)
+    builtin = cfg.impl == "builtin"
+    code_path = (builtin_code_path(cfg.layer_spec, device.platform) if builtin
+                 else code_path_of(cfg.impl, device.platform, cfg.layer_spec))
     model = JaxLM(cfg, dtype, device, {}, code_path + "; output layer jnp.matmul in the same jit")
     with model.scope():
-        model.params = {k: from_numpy(v, dtype) for k, v in params.items()}
+        head = {k: v for k, v in params.items() if k in HEAD_KEYS or not builtin}
+        layer = {k: v for k, v in params.items() if k not in head}
+        model.params = {**(make_builtin(cfg.layer_spec, layer, dtype, None) if builtin else {}),
+                        **{k: from_numpy(v, dtype) for k, v in head.items()}}
     return model

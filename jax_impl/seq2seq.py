@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from common.backend import refuse_reset_before
 from common.params import Params, cast_params, sub_params
 from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
@@ -35,7 +36,7 @@ from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
 from .arrays import from_numpy, ids_in, to_numpy
 from .convert import from_native, grads_from_native, to_native
 from .devices import compute_scope, resolve_device
-from .layers import (builtin_code_path, builtin_forward, make_builtin, scratch_code_path,
+from .layers import (builtin_code_path, builtin_forward, builtin_name, scratch_code_path,
                      scratch_forward)
 
 
@@ -185,7 +186,7 @@ def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
     params, dev = cast_params(params, dtype), resolve_device(device)
     path = scratch_code_path(dev.platform)
     if cfg.impl == "builtin":
-        make_builtin(cfg.spec("encoder"))  # raises NotSupported for a variant Flax lacks
+        refuse_reset_before(cfg.spec("encoder"), builtin_name("gru"))
         native = {k: params[k] for k in HEAD_KEYS}
         for side in SIDES:
             for k in range(cfg.num_layers):

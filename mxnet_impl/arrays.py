@@ -8,7 +8,7 @@ import contextlib
 
 import numpy as np
 
-from common.backend import check_state_count
+from common.backend import convert_state
 from common.seq2seq import check_ids
 
 from ._mx import mx
@@ -30,7 +30,7 @@ def to_numpy(x):
     return x.asnumpy()
 
 
-def from_numpy(array, dtype, device):
+def from_numpy(array, dtype, device=None):
     """NumPy -> a dense `nd` array on `device` in `dtype` (an `nd` array: moved to `device`).
 
     `nd.ndarray.array` is the dense constructor behind `nd.array` (which defaults to float32),
@@ -41,7 +41,7 @@ def from_numpy(array, dtype, device):
     return nd.ndarray.array(np.asarray(array), ctx=device, dtype=dtype)
 
 
-def ids_in(ids, device, vocab_size=None, name="token"):
+def ids_in(ids, device=None, vocab_size=None, name="token"):
     """Token ids (NumPy or nd) as an int64 `nd` array on `device`; range-checked against
     `vocab_size` when it is given."""
     if isinstance(ids, nd.NDArray):
@@ -51,14 +51,12 @@ def ids_in(ids, device, vocab_size=None, name="token"):
     return from_numpy(ids, "int64", device)
 
 
-def states_in(spec, state, dtype, device, batch=None):
+def states_in(spec, state, dtype, device=None, batch=None):
     """A contract-layout state (NumPy or nd) as `nd` arrays, LSTM pairs as tuples; None stays
     None (the drivers start from zeros; `batch` is for frameworks that need them made here)."""
     if state is None:
         return None
-    check_state_count(spec, state)
-    as_nd = lambda a: from_numpy(a, dtype, device)
-    return [tuple(map(as_nd, s)) if spec.cell == "lstm" else as_nd(s) for s in state]
+    return convert_state(spec, state, lambda a: from_numpy(a, dtype, device))
 
 
 def states_out(states) -> list:

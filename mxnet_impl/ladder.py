@@ -71,7 +71,7 @@ def relu_loop(p, ids, state):
 def recurrent(spec: LadderSpec, p, net, ids, state, keep):
     """LMModel5-7: the built-in stack -> logits (B, T, V), raw and dropped-out outputs."""
     x = embed(p, ids)
-    raw, finals = builtin_forward(net, layer_spec(spec, x.shape[-1]), x, state)
+    raw, finals = builtin_forward(layer_spec(spec, x.shape[-1]), net, x, state)
     out = raw if keep is None else raw * keep / (1 - spec.dropout)  # inverted dropout
     V = p["b_q"].shape[0]
     if spec.tied:  # FullyConnected's weight is (out, in) = (V, H): the embedding table itself

@@ -17,7 +17,7 @@ from common.params import LM_HEAD_KEYS, Params, lm_canonical
 
 from ._mx import mx
 from .arrays import from_numpy, ids_in, states_in, to_numpy
-from .convert import from_native, grads_from_native, to_native
+from .convert import from_native, grads_from_native
 from .layers import builtin_forward, code_path_of, forward_of, make_builtin
 
 nd = mx.nd
@@ -58,7 +58,7 @@ def lm_forward(cfg: LMConfig, params, ids, state=None, net=None):
             # wrong layer-0 gradients in a stack of 2+ layers when no input gradient is asked
             # for; asking for one costs a (T*B, G*H) x (G*H, V) product and fixes it.
             X.attach_grad()
-        Y, finals = builtin_forward(net, cfg.layer_spec, X, state)
+        Y, finals = builtin_forward(cfg.layer_spec, net, X, state)
     else:
         Y, finals = forward_of(cfg.impl)(cfg.layer_spec, params, X, state)
     return nd.swapaxes(output_layer(params, Y), 0, 1), finals
@@ -150,7 +150,7 @@ def build_lm(cfg: LMConfig, params: Params, dtype: str, ctx, code_path: str = ""
         return MXNetLM(cfg, dtype, ctx, as_params(params),
                        code_path=code_path_of(cfg.impl, cfg.layer_spec) + HEAD_CODE_PATH)
     layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-    net = make_builtin(cfg.layer_spec, to_native(cfg.layer_spec, layer), dtype, ctx)
+    net = make_builtin(cfg.layer_spec, layer, dtype, ctx)
     head = [k for k in params if k in HEAD_KEYS]
     return MXNetLM(cfg, dtype, ctx, as_params(head), net, code_path + HEAD_CODE_PATH)
 

@@ -25,11 +25,12 @@ from common.params import Params, sub_params
 from common.rungs import CANONICAL_RUNGS, FUSED_KEYS, canonical_grads, check_config, fuse_lstm
 
 from ._mx import mx
-from .adapter import builtin_code_path, openmp_counts
+from .adapter import builtin_code_path
 from .arrays import from_numpy, ids_in, to_numpy
 from .cells import lstm_step
-from .convert import grads_from_native, to_native
+from .convert import grads_from_native
 from .devices import device_name, resolve_device
+from .runtime import openmp_counts
 from .layers import builtin_forward, fast_code_path, fast_forward, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy, output_layer
 from .recurrence import cached_blocks, make_loops
@@ -135,7 +136,7 @@ def fast_layer(model, X, H, C):
 
 
 def builtin_layer(model, X, H, C):
-    Y, [(H, C)] = builtin_forward(model.net, model.cfg.layer_spec, X, [(H, C)])
+    Y, [(H, C)] = builtin_forward(model.cfg.layer_spec, model.net, X, [(H, C)])
     return Y, H, C
 
 
@@ -211,8 +212,7 @@ def _build_net(rung: str, cfg: LMConfig, params: Params, dtype: str, ctx, steps:
     """The rung's Gluon block holding `params`, hybridized for speed."""
     if rung == "builtin":
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-        net = make_builtin(cfg.layer_spec, to_native(cfg.layer_spec, layer), dtype, ctx,
-                           hybridize=False)
+        net = make_builtin(cfg.layer_spec, layer, dtype, ctx, hybridize=False)
     else:
         net = LoopBlock(cfg.vocab_size, cfg.hidden_size, steps, dtype)
         net.initialize(mx.init.Zero(), ctx=ctx)

@@ -18,18 +18,20 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from common.backend import refuse_reset_before
 from common.errors import NotSupported
-from common.params import Params, cast_params
+from common.params import Params, cast_params, duplicate_bias_masks
 from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
 from ._mx import mx
 from .adapter import builtin_code_path, mxnet_error_text
-from .convert import NATIVE_GATES, from_native, grads_from_native, to_native
-from .devices import resolve_device
+from .convert import NATIVE_GATES, from_native, grads_from_native
 from .arrays import from_numpy, ids_in, to_numpy
-from .layers import SCRATCH_CODE_PATH, builtin_forward, make_builtin, scratch_forward
+from .devices import resolve_device
+from .layers import (SCRATCH_CODE_PATH, builtin_forward, builtin_name, make_builtin,
+                     scratch_forward)
 from .lm import make_parameter, output_layer
 from .train import clip_gradients
 
@@ -72,7 +74,7 @@ def run_stack(model: MXNetSeq2Seq, arrays, side: str, X, states=None, drops=None
         X = X * drops[f"{side}.l{k}"] if (k and drops) else X
         spec, state = model.cfg.layer_spec(side, k), None if states is None else [states[k]]
         if model.nets:
-            X, final = builtin_forward(model.nets[f"{side}.l{k}"], spec, X, state)
+            X, final = builtin_forward(spec, model.nets[f"{side}.l{k}"], X, state)
         else:
             X, final = scratch_forward(spec, layer_params(arrays, side, k), X, state)
         finals.append(final[0])
@@ -118,18 +120,15 @@ def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
                   device: str = "cpu") -> MXNetSeq2Seq:
     """A model holding canonical `params` (NumPy) exactly; NotSupported where MXNet cannot."""
     check_seq2seq_params(cfg, params)
-    if cfg.impl == "builtin" and cfg.gru_variant != "reset_after":
-        raise NotSupported(
-            "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
-            "(R * (H W_hh + b_hn)); reset_before exists only in the scratch implementation")
+    if cfg.impl == "builtin":
+        refuse_reset_before(cfg.spec("encoder"), builtin_name("gru"))
     params, ctx = cast_params(params, dtype), resolve_device(device)
     as_params = lambda keys: {k: make_parameter(k, params[k], dtype, ctx) for k in keys}
     try:
         if cfg.impl == "scratch":
             return MXNetSeq2Seq(cfg, dtype, ctx, as_params(params), code_path=SCRATCH_CODE_PATH)
         nets = {f"{side}.l{k}": make_builtin(cfg.layer_spec(side, k),
-                                             to_native(cfg.layer_spec(side, k),
-                                                       layer_params(params, side, k)), dtype, ctx)
+                                             layer_params(params, side, k), dtype, ctx)
                 for side in SIDES for k in range(cfg.num_layers)}
     except mx.base.MXNetError as exc:
         raise NotSupported(f"mxnet {cfg.impl} seq2seq {dtype}: {mxnet_error_text(exc)}") from exc
@@ -176,12 +175,12 @@ def loss_grads(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len):
     return float(loss.asscalar()), canonical(model, named, grads=True)
 
 
-def duplicate_bias_masks(model: MXNetSeq2Seq) -> Dict[str, np.ndarray]:
-    """Per built-in `l0_h2h_bias`: 0 on the r, z blocks (duplicates of `b_r`, `b_z`), 1 on the
-    candidate's block (`b_hn`); see train.py for why. Empty for scratch."""
-    H = model.cfg.hidden_size
-    mask = np.concatenate([np.full(H, float(g == "h")) for g in NATIVE_GATES["gru"]])
-    return {f"{name}.l0_h2h_bias": mask for name in model.nets}
+def bias_masks(model: MXNetSeq2Seq) -> Dict[str, object]:
+    """`common.params.duplicate_bias_masks` of each built-in's `l0_h2h_bias` (see train.py for
+    why), as nd arrays; empty for scratch."""
+    names = [f"{name}.l0_h2h_bias" for name in model.nets]
+    masks = duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
+    return {k: from_numpy(m, model.dtype, model.ctx) for k, m in masks.items()}
 
 
 class Trainer:
@@ -195,8 +194,8 @@ class Trainer:
         self.model, self.clip, self.draws = model, clip, DropoutDraws(model.cfg, dropout, seed)
         leaves = model.leaves()
         self.grads = [p.grad(model.ctx) for p in leaves.values()]
-        self.masks = [(leaves[name].grad(model.ctx), from_numpy(mask, model.dtype, model.ctx))
-                      for name, mask in duplicate_bias_masks(model).items()]
+        self.masks = [(leaves[name].grad(model.ctx), mask)
+                      for name, mask in bias_masks(model).items()]
         self.trainer = mx.gluon.Trainer(list(leaves.values()), "adam", {"learning_rate": lr})
 
     def step(self, src, dec_in, label, label_valid_len) -> float:

@@ -1,5 +1,5 @@
-"""The PyTorch backend: the `common.backend.Backend` protocol over `layers.py`, and the
-`LMBackend` protocol over `lm.py` and `train.py`.
+"""The PyTorch backend: `common.backend.Backend`'s hooks over `layers.py`, and for language
+models over `lm.py` and `train.py`.
 
 NumPy in, NumPy out, in the layer's dtype. A layer handle holds either the canonical parameters
 as leaf tensors (scratch and fast) or the `nn.RNN/LSTM/GRU` module (builtin); no state is kept in it.
@@ -14,15 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.backend import VJPResult
-from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
+from common.backend import Backend, VJPResult
+from common.config import LayerSpec
 from common.errors import NotSupported
-from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
+from common.params import Params
 
-from . import lm, train
+from . import lm, runtime, train
 from .arrays import from_numpy, states_in, states_out, to_numpy
 from .convert import from_native, grads_from_native
-from .devices import TORCH_DTYPES, device_names, resolve_device
+from .devices import TORCH_DTYPES, resolve_device
 from .layers import (builtin_code_path, builtin_forward, builtin_name, code_path_of, forward_of,
                      make_builtin)
 
@@ -89,33 +89,18 @@ def _probe(layer: TorchLayer) -> None:
                            f"{exc}") from exc
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     """PyTorch: d2l's cells in a Python loop, the fast scratch, or `torch.nn.RNN/LSTM/GRU`."""
 
     name = "torch"
+    builtin_gru = builtin_name("gru")
 
     def info(self) -> dict:
-        return {
-            "framework": "torch",
-            "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
-                         "cudnn": torch.backends.cudnn.version()},
-            "num_threads": torch.get_num_threads(),
-            "num_interop_threads": torch.get_num_interop_threads(),
-            "threads": {"num_threads": torch.get_num_threads(),
-                        "num_interop_threads": torch.get_num_interop_threads()},
-            "cuda_available": torch.cuda.is_available(),
-            "devices": ["cpu", *device_names()],
-            "mkl_available": torch.backends.mkl.is_available(),
-            "mkldnn_available": torch.backends.mkldnn.is_available(),
-            "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),  # oneDNN LSTM off if False
-        }
+        return runtime.info()
 
-    def build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str = "float32",
-                    device: str = "cpu") -> TorchLayer:
-        check_choice("impl", impl, IMPLS)
-        check_choice("dtype", dtype, DTYPES)
-        check_params(params, param_shapes(spec))
-        params, dev = cast_params(params, dtype), resolve_device(device)
+    def _build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str,
+                     device: str) -> TorchLayer:
+        dev = resolve_device(device)
         layer = TorchLayer(spec, impl, dtype, dev,
                            code_path=code_path_of(impl, spec, TORCH_DTYPES[dtype], dev))
         if impl == "builtin":
@@ -153,21 +138,12 @@ class TorchBackend:
         dstate = None if state is None else _regroup(layer.spec, grads[len(leaves) + 1:])
         return VJPResult(to_numpy(Y), states_out(finals), named, grads[len(leaves)], dstate)
 
-    # Language models (common.backend.LMBackend).
+    # Language models.
 
-    def build_lm(self, cfg, params: Params, dtype: str = "float32",
-                 device: str = "cpu") -> lm.TorchLM:
-        check_choice("dtype", dtype, SPEED_DTYPES)
-        if cfg.layer_spec.bidirectional:
-            raise NotSupported("a bidirectional language model would see the tokens it predicts")
-        check_params(params, lm_param_shapes(cfg))
-        model = lm.build_lm(cfg, cast_params(params, dtype), TORCH_DTYPES[dtype],
-                            resolve_device(device))
+    def _build_lm(self, cfg, params: Params, dtype: str, device: str) -> lm.TorchLM:
+        model = lm.build_lm(cfg, params, TORCH_DTYPES[dtype], resolve_device(device))
         _probe_lm(model)
         return model
-
-    def lm_params(self, model: lm.TorchLM) -> Params:
-        return model.canonical_params()
 
     def lm_forward(self, model: lm.TorchLM, ids: np.ndarray, state: Optional[list] = None):
         with torch.no_grad():

@@ -11,7 +11,7 @@ import contextlib
 import numpy as np
 import torch
 
-from common.backend import check_state_count
+from common.backend import convert_state
 from common.seq2seq import check_ids
 
 from .devices import TORCH_DTYPES
@@ -31,14 +31,14 @@ def to_numpy(x):
     return x.detach().cpu().numpy().copy()  # on CPU .numpy() aliases the tensor
 
 
-def from_numpy(array, dtype, device) -> torch.Tensor:
+def from_numpy(array, dtype, device=None) -> torch.Tensor:
     """A NumPy array as a fresh tensor in `dtype` on `device` (a tensor: moved, no copy)."""
     if isinstance(array, torch.Tensor):
         return torch.as_tensor(array, dtype=framework_dtype(dtype), device=device)
     return torch.tensor(np.asarray(array), dtype=framework_dtype(dtype), device=device)
 
 
-def ids_in(ids, device, vocab_size=None, name="token") -> torch.Tensor:
+def ids_in(ids, device=None, vocab_size=None, name="token") -> torch.Tensor:
     """Token ids (NumPy or tensor) as a long tensor on `device`; range-checked against
     `vocab_size` when it is given."""
     if vocab_size is not None and not isinstance(ids, torch.Tensor):
@@ -46,14 +46,12 @@ def ids_in(ids, device, vocab_size=None, name="token") -> torch.Tensor:
     return torch.as_tensor(ids, dtype=torch.long, device=device)
 
 
-def states_in(spec, state, dtype, device, batch=None):
+def states_in(spec, state, dtype, device=None, batch=None):
     """A contract-layout state (NumPy or tensors) as tensors, LSTM pairs as tuples; None stays
     None (the drivers start from zeros; `batch` is for frameworks that need them made here)."""
     if state is None:
         return None
-    check_state_count(spec, state)
-    as_t = lambda a: from_numpy(a, dtype, device)
-    return [tuple(map(as_t, s)) if spec.cell == "lstm" else as_t(s) for s in state]
+    return convert_state(spec, state, lambda a: from_numpy(a, dtype, device))
 
 
 def states_out(states) -> list:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.params import Params, cast_params
+from common.params import Params, cast_params, duplicate_bias_masks
 from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
@@ -159,13 +159,12 @@ def loss_grads(model: TorchSeq2Seq, src, dec_in, label, label_valid_len):
     return loss.item(), canonical(model, {k: to_numpy(g) for k, g in zip(leaves, grads)}, grads=True)
 
 
-def duplicate_bias_masks(model: TorchSeq2Seq) -> Dict[str, torch.Tensor]:
-    """Per built-in `bias_hh_l0`: 0 on the r, z blocks (duplicates of `b_r`, `b_z`), 1 on the
-    candidate's block (`b_hn`); see train.py for why. Empty for scratch."""
-    H = model.cfg.hidden_size
-    mask = torch.cat([torch.full((H,), float(g == "h")) for g in NATIVE_GATES["gru"]])
-    mask = mask.to(dtype=model.dtype, device=model.device)
-    return {f"{name}.bias_hh_l0": mask for name in model.modules}
+def bias_masks(model: TorchSeq2Seq) -> Dict[str, torch.Tensor]:
+    """`common.params.duplicate_bias_masks` of each built-in's `bias_hh_l0` (see train.py for
+    why), as tensors; empty for scratch."""
+    names = [f"{name}.bias_hh_l0" for name in model.modules]
+    masks = duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
+    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
 
 
 class Trainer:
@@ -178,7 +177,7 @@ class Trainer:
         self.model, self.clip, self.draws = model, clip, DropoutDraws(model.cfg, dropout, seed)
         leaves = model.leaves()
         self.leaves = list(leaves.values())
-        self.masks = [(leaves[name], mask) for name, mask in duplicate_bias_masks(model).items()]
+        self.masks = [(leaves[name], mask) for name, mask in bias_masks(model).items()]
         self.optimizer = torch.optim.Adam(self.leaves, lr=lr)
 
     def step(self, src, dec_in, label, label_valid_len) -> float:
