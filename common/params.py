@@ -56,6 +56,21 @@ def redundant_bias_keys(spec: LayerSpec) -> List[str]:
     return [p + "b_hn" for p in prefixes(spec)]
 
 
+def duplicate_bias_masks(spec: LayerSpec, names=None, gates=()) -> Dict[str, np.ndarray]:
+    """Gradient masks for the biases a trainer holds still (NumPy; each framework casts them).
+
+    A built-in's recurrent-side biases `names` (its native names, gate blocks in `gates` order)
+    duplicate a canonical bias: 0 on those blocks, 1 on GRU's candidate block (`b_hn`, which
+    trains). `names=None` (canonical parameters): 0 on `redundant_bias_keys`, none otherwise.
+    """
+    H = spec.hidden_size
+    if names is None:
+        return {k: np.zeros(H) for k in redundant_bias_keys(spec)}
+    mask = np.concatenate([np.full(H, 1.0 if (spec.cell == "gru" and g == "h") else 0.0)
+                           for g in gates]) if names else None
+    return {name: mask for name in names}
+
+
 def layer_input_size(spec: LayerSpec, layer: int) -> int:
     """Input width of layer `layer`: the data for layer 0, H*D above it."""
     return spec.input_size if layer == 0 else spec.hidden_size * spec.num_directions

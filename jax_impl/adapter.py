@@ -1,5 +1,5 @@
-"""The JAX backend: the `common.backend.Backend` protocol over `layers.py`, and the
-`LMBackend` protocol over `lm.py` and `train.py` (a model handle is an `lm.JaxLM`).
+"""The JAX backend: `common.backend.Backend`'s hooks over `layers.py`, and for language models
+over `lm.py` and `train.py` (a model handle is an `lm.JaxLM`).
 
 NumPy in, NumPy out, in the layer's dtype. A layer handle holds the parameters as device arrays:
 canonical names for scratch and fast, Flax's flat native names (convert.py) for builtin, so that the
@@ -14,28 +14,22 @@ harness calling the jitted functions directly must call `block_until_ready()` it
 from __future__ import annotations
 
 import functools
-import os
-import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from common.backend import VJPResult, check_state_count, zeros_state
-from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
-from common.errors import NotSupported
-from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
+from common.backend import Backend, VJPResult
+from common.config import LayerSpec
+from common.params import Params
 
-from . import lm, train
-from .convert import from_native, grads_from_native, to_native
-from .devices import compute_scope, device_names, resolve_device
-from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
-
-THREAD_VARS = ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "TF_CPP_MIN_LOG_LEVEL", "JAX_PLATFORMS", "JAX_ENABLE_X64")
-
+from . import lm, runtime, train
+from .arrays import from_numpy, states_in, states_out, to_numpy
+from .convert import from_native, grads_from_native
+from .devices import compute_scope, resolve_device
+from .layers import (builtin_code_path, builtin_forward, builtin_name, code_path_of, forward_of,
+                     make_builtin)
 
 def run_layer(spec: LayerSpec, impl: str, params, X, states):
     """`X: (T, B, I)` -> `(Y, finals)` through a scratch stack of `impl` or Flax's layers."""
@@ -73,75 +67,34 @@ class JaxLayer:
 
     def array(self, array) -> jax.Array:
         """A NumPy array on the layer's device in its dtype; call inside `scope()`."""
-        array = np.asarray(array, dtype=self.dtype)
-        with warnings.catch_warnings():
-            # JAX truncates float64 to float32 with only a warning when x64 is off.
-            warnings.filterwarnings("error", ".*requested .* is not available", UserWarning)
-            try:  # inside scope(), jnp.asarray already lands on self.device
-                return jax.device_put(jnp.asarray(array, dtype=self.dtype), self.device)
-            except UserWarning as exc:
-                raise NotSupported(f"jax cannot compute {self.dtype} on {self.device} here: "
-                                   f"jax says: {exc}") from exc
+        return from_numpy(array, self.dtype, self.device)
 
     def states_in(self, state, batch: int) -> List:
         """A contract-layout NumPy state (None = zeros) as device arrays, LSTM pairs as tuples."""
-        if state is None:
-            state = zeros_state(self.spec, batch, self.dtype)
-        check_state_count(self.spec, state)
-        lstm = self.spec.cell == "lstm"
-        return [tuple(map(self.array, s)) if lstm else self.array(s) for s in state]
+        return states_in(self.spec, state, self.dtype, self.device, batch)
 
 
-def to_numpy(tree):
-    """Device arrays (any pytree) -> writable NumPy copies; blocks until they are computed."""
-    return jax.tree.map(np.array, tree)  # np.asarray would hand out read-only views
-
-
-def _states_out(states) -> List:
-    """Final states in the contract's layout, as NumPy (LSTM pairs stay tuples)."""
-    return to_numpy(list(states))
-
-
-def _versions() -> dict:
-    """Versions of the modules actually imported (not just what pip metadata says)."""
-    import flax
-    import jaxlib
-    import optax
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-            "optax": optax.__version__}
-
-
-class JaxBackend:
-    """JAX: d2l's cells or the fast scratch under `lax.scan`, or Flax linen's `nn.RNN` over its built-in cells."""
+class JaxBackend(Backend):
+    """JAX: d2l's cells or the fast scratch under `lax.scan`, or Flax linen's `nn.RNN` over its
+    built-in cells."""
 
     name = "jax"
+    builtin_gru = builtin_name("gru")
 
     def info(self) -> dict:
-        return {
-            "framework": "jax",
-            "versions": _versions(),
-            "default_backend": jax.default_backend(),
-            "devices": device_names(),
-            "x64_default": bool(jax.config.read("jax_enable_x64")),
-            "threads": {"cpu_count": os.cpu_count(),
-                        **{k: os.environ[k] for k in THREAD_VARS if k in os.environ}},
-        }
+        return runtime.info()
 
-    def build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str = "float32",
-                    device: str = "cpu") -> JaxLayer:
-        check_choice("impl", impl, IMPLS)
-        check_choice("dtype", dtype, DTYPES)
-        check_params(params, param_shapes(spec))
-        params, dev = cast_params(params, dtype), resolve_device(device)
+    def _build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str,
+                     device: str) -> JaxLayer:
+        dev = resolve_device(device)
         layer = JaxLayer(spec, impl, dtype, dev)
-        if impl == "builtin":
-            make_builtin(spec)  # raises NotSupported for a variant Flax lacks
-            params = to_native(spec, params)
-            layer.code_path = builtin_code_path(spec, dev.platform)
-        else:
-            layer.code_path = code_path_of(impl, dev.platform, spec)
         with layer.scope():
-            layer.params = {k: layer.array(v) for k, v in params.items()}
+            if impl == "builtin":
+                layer.params = make_builtin(spec, params, dtype, dev)
+                layer.code_path = builtin_code_path(spec, dev.platform)
+            else:
+                layer.params = {k: layer.array(v) for k, v in params.items()}
+                layer.code_path = code_path_of(impl, dev.platform, spec)
         return layer
 
     def get_params(self, layer: JaxLayer) -> Params:
@@ -152,7 +105,7 @@ class JaxBackend:
         with layer.scope():
             states = layer.states_in(state, X.shape[1])
             Y, finals = forward_jit(layer.spec, layer.impl, layer.params, layer.array(X), states)
-            return to_numpy(Y), _states_out(finals)
+            return to_numpy(Y), states_out(finals)
 
     def vjp(self, layer: JaxLayer, X: np.ndarray, state: Optional[list], G: np.ndarray,
             G_state: Optional[list] = None) -> VJPResult:
@@ -164,26 +117,18 @@ class JaxBackend:
             grads = to_numpy(grads)
             if layer.impl == "builtin":
                 grads = grads_from_native(layer.spec, grads)
-            dstate = None if state is None else _states_out(dstates)
-            return VJPResult(to_numpy(Y), _states_out(finals), grads, to_numpy(dX), dstate)
+            dstate = None if state is None else states_out(dstates)
+            return VJPResult(to_numpy(Y), states_out(finals), grads, to_numpy(dX), dstate)
 
-    # Language models (common.backend.LMBackend).
+    # Language models.
 
-    def build_lm(self, cfg, params: Params, dtype: str = "float32",
-                 device: str = "cpu") -> lm.JaxLM:
-        check_choice("dtype", dtype, SPEED_DTYPES)
-        if cfg.layer_spec.bidirectional:
-            raise NotSupported("a bidirectional language model would see the tokens it predicts")
-        check_params(params, lm_param_shapes(cfg))
-        return lm.build_lm(cfg, cast_params(params, dtype), dtype, resolve_device(device))
-
-    def lm_params(self, model: lm.JaxLM) -> Params:
-        return model.canonical_params()
+    def _build_lm(self, cfg, params: Params, dtype: str, device: str) -> lm.JaxLM:
+        return lm.build_lm(cfg, params, dtype, resolve_device(device))
 
     def lm_forward(self, model: lm.JaxLM, ids: np.ndarray, state: Optional[list] = None):
         with model.scope():
             logits, finals = model.forward(model.ids_in(ids), state)
-            return to_numpy(logits), _states_out(finals)
+            return to_numpy(logits), states_out(finals)
 
     def lm_loss_grads(self, model: lm.JaxLM, ids: np.ndarray, targets: np.ndarray,
                       state: Optional[list] = None):
@@ -191,7 +136,7 @@ class JaxBackend:
             ids, targets = model.ids_in(ids), model.ids_in(targets)
             loss, grads, finals = lm.loss_and_grads(model.cfg, model.params, ids, targets,
                                                     model.states_in(state, ids.shape[0]))
-            return float(loss), model.canonical(to_numpy(grads), grads=True), _states_out(finals)
+            return float(loss), model.canonical(to_numpy(grads), grads=True), states_out(finals)
 
     def make_trainer(self, model: lm.JaxLM, optimizer: str = "sgd", lr: float = 1.0,
                      clip: Optional[float] = 1.0) -> train.Trainer:

@@ -29,6 +29,7 @@ from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, doubled_bi
                            dropout_keep, layer_spec, map_state)
 from common.params import Params
 
+from .arrays import to_numpy
 from .convert import name_map
 from .devices import compute_scope, resolve_device
 from .layers import builtin_code_path, builtin_forward, run_direction, scratch_code_path
@@ -249,7 +250,7 @@ class Trainer:
 
     def params(self) -> Params:
         """The current parameters in canonical form (NumPy)."""
-        return {k: np.array(v) for k, v in self.tree.items()}
+        return to_numpy(dict(self.tree))
 
 
 def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
@@ -258,10 +259,6 @@ def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu"
 
 
 # ---------------------------------------------------------------- NumPy helpers for tests
-
-def _np(a):
-    return None if a is None else np.array(a)
-
 
 def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0,
                   dtype: str = "float32"):
@@ -273,7 +270,7 @@ def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, 
                 if train else None)
         keep = None if keep is None else jnp.asarray(keep, dtype)
         fwd = forward(spec, p, jnp.asarray(x, jnp.int32), state, keep)
-        return jax.tree.map(_np, fwd)
+        return to_numpy(fwd)
 
 
 def ar_tar_numpy(raw, out, alpha, beta) -> float:
@@ -288,4 +285,4 @@ def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
         mean_nll = lambda q: token_nll(forward(spec, q, jnp.asarray(x, jnp.int32)).logits,
                                        jnp.asarray(y, jnp.int32)).mean()
         loss, grads = jax.value_and_grad(mean_nll)(p)
-        return float(loss), {k: np.array(v) for k, v in grads.items()}
+        return float(loss), to_numpy(dict(grads))

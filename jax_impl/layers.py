@@ -21,31 +21,30 @@ four gate matmuls per side fused into one) and `nn.GRUCell` (reset_after only).
 from __future__ import annotations
 
 import functools
-from typing import Any, List
+from typing import Any, Dict, List
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from flax import traverse_util
 from jax import lax
 
 from common.config import LayerSpec
-from common.errors import NotSupported
-from common.params import prefixes, sub_params
+from common.backend import hidden_of, refuse_reset_before
+from common.params import Params, prefixes, sub_params
 
+from .arrays import from_numpy
 from .cells import SPLIT_GATES, reset_before_fused_step, split_of, step_fn
+from .convert import to_native
 from .recurrence import scan_split
 
 BUILTINS = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
 
 
-def hidden_of(state):
-    """The hidden `H` of a state (`(H, C)` for LSTM)."""
-    return state[0] if isinstance(state, tuple) else state
-
-
-def zero_states(spec: LayerSpec, X) -> List:
-    """All-zero states for `X: (T, B, I)`, in the contract's layout."""
-    zeros = lambda: jnp.zeros((X.shape[1], spec.hidden_size), X.dtype)
+def zero_states(spec: LayerSpec, batch: int, dtype, device) -> List:
+    """All-zero states of `batch` rows, in the contract's layout (`device` None: the
+    computation's own, as inside a jitted function)."""
+    zeros = lambda: jnp.zeros((batch, spec.hidden_size), dtype, device=device)
     return [(zeros(), zeros()) if spec.cell == "lstm" else zeros() for _ in prefixes(spec)]
 
 
@@ -90,7 +89,7 @@ def stack_forward(spec: LayerSpec, run, params, X, states=None):
 
     `params`: canonical names (with prefixes) -> arrays.
     """
-    states = zero_states(spec, X) if states is None else states
+    states = zero_states(spec, X.shape[1], X.dtype, None) if states is None else states
     pre, D = prefixes(spec), spec.num_directions
     finals, inputs = [], X
     for layer in range(spec.num_layers):
@@ -198,13 +197,17 @@ class BuiltinStack(nn.Module):
         return X, finals
 
 
-def make_builtin(spec: LayerSpec, dtype=jnp.float32) -> BuiltinStack:
+def make_builtin(spec: LayerSpec, params: Params, dtype, device) -> Dict[str, jax.Array]:
+    """Flax's layers' parameters for canonical `params` (NumPy) exactly: the flat native dict
+    (convert.py's names) that `builtin_forward` applies the module to, as arrays in `dtype` on
+    `device` (None: the scope's); call inside `arrays.scope`. A Flax module holds no
+    parameters, so these are the built-in."""
+    refuse_reset_before(spec, builtin_name("gru"))
+    return {k: from_numpy(v, dtype, device) for k, v in to_native(spec, params).items()}
+
+
+def builtin_module(spec: LayerSpec, dtype=jnp.float32) -> BuiltinStack:
     """The Flax module computing `spec` (parameters are passed to `apply`, not held)."""
-    if spec.cell == "gru" and spec.gru_variant != "reset_after":
-        raise NotSupported(
-            f"{builtin_name('gru')} computes only the reset_after candidate "
-            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs "
-            "impl='scratch' or 'fast'")
     return BuiltinStack(spec, dtype)
 
 
@@ -215,8 +218,8 @@ def _to_flax_carry(spec: LayerSpec, state):
 
 def builtin_forward(spec: LayerSpec, native, X, states=None):
     """Run Flax's layers on `X: (T, B, I)` with flat `native` params (convert.py's names)."""
-    states = zero_states(spec, X) if states is None else states
-    module = make_builtin(spec, X.dtype)
+    states = zero_states(spec, X.shape[1], X.dtype, None) if states is None else states
+    module = builtin_module(spec, X.dtype)
     variables = {"params": traverse_util.unflatten_dict(dict(native), sep="/")}
     Y, carries = module.apply(variables, X, [_to_flax_carry(spec, s) for s in states])
     return Y, [_to_flax_carry(spec, c) for c in carries]  # the swap is its own inverse

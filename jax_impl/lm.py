@@ -15,7 +15,6 @@ cache holds one executable per (cfg, dtype, shapes, device), shared by every mod
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from typing import Dict, List
 
@@ -24,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.config import LMConfig
-from common.errors import NotSupported
-from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
+from common.params import LM_HEAD_KEYS, Params, lm_canonical
 
-from .convert import from_native, grads_from_native, to_native
+from .arrays import from_numpy, ids_in, states_in, to_numpy
+from .convert import from_native, grads_from_native
 from .devices import compute_scope
 from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
 
@@ -80,20 +79,6 @@ def loss_and_grads(cfg: LMConfig, params, ids, targets, state):
     return loss, grads, finals
 
 
-def to_device(array, dtype: str) -> jax.Array:
-    """A NumPy or JAX array in `dtype` on the scope's device; call inside `JaxLM.scope()`.
-
-    A JAX array already there in that dtype is used as is (no host round trip).
-    """
-    with warnings.catch_warnings():
-        # JAX truncates float64 to float32 with only a warning when x64 is off.
-        warnings.filterwarnings("error", ".*requested .* is not available", UserWarning)
-        try:
-            return jnp.asarray(array, dtype=dtype)
-        except UserWarning as exc:
-            raise NotSupported(f"jax cannot compute {dtype} here: jax says: {exc}") from exc
-
-
 @dataclass
 class JaxLM:
     """A language model's parameters: device arrays in `params` (canonical names, the built-in's
@@ -115,25 +100,12 @@ class JaxLM:
     def ids_in(self, ids) -> jax.Array:
         """Token ids (NumPy or JAX, `(B, T)`) as int32 on the device; NumPy ids are range-checked
         (JAX would clamp or zero an out-of-range id where torch raises)."""
-        if not isinstance(ids, jax.Array):
-            ids = np.asarray(ids)
-            if ids.size and (ids.min() < 0 or ids.max() >= self.cfg.vocab_size):
-                raise ValueError(f"token ids must lie in [0, {self.cfg.vocab_size}), "
-                                 f"got [{ids.min()}, {ids.max()}]")
-        return jnp.asarray(ids, dtype=jnp.int32)
+        return ids_in(ids, None, self.cfg.vocab_size)
 
     def states_in(self, state, batch: int) -> List:
         """A state in the contract's layout (NumPy or JAX) as device arrays; None -> zeros, so
         one executable serves both."""
-        spec = self.cfg.layer_spec
-        if state is None:
-            zeros = lambda: jnp.zeros((batch, spec.hidden_size), self.dtype)
-            return [(zeros(), zeros()) if spec.cell == "lstm" else zeros() for _ in prefixes(spec)]
-        if len(state) != len(prefixes(spec)):
-            raise ValueError(f"{spec.label} takes {len(prefixes(spec))} states "
-                             f"(one per layer), got {len(state)}")
-        as_array = lambda a: to_device(a, self.dtype)
-        return [tuple(map(as_array, s)) if self.cfg.cell == "lstm" else as_array(s) for s in state]
+        return states_in(self.cfg.layer_spec, state, self.dtype, None, batch)
 
     def canonical(self, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
         """NumPy arrays named as `params` -> canonical names (gradients by the chain rule)."""
@@ -143,7 +115,7 @@ class JaxLM:
 
     def canonical_params(self) -> Params:
         """The current parameters in canonical form (writable NumPy copies)."""
-        return self.canonical(jax.tree.map(np.array, self.params))
+        return self.canonical(to_numpy(self.params))
 
 
 def build_lm(cfg: LMConfig, params: Params, dtype: str, device: jax.Device) -> JaxLM:
@@ -152,15 +124,13 @@ def build_lm(cfg: LMConfig, params: Params, dtype: str, device: jax.Device) -> J
     Builtin: the layer stack is renamed into Flax's layout once and stays there while training;
     only the head stays canonical. Raises `NotSupported` as `make_builtin` does.
     """
-    if cfg.impl == "builtin":
-        make_builtin(cfg.layer_spec)  # raises NotSupported for a variant Flax lacks
-        layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-        head = {k: v for k, v in params.items() if k in HEAD_KEYS}
-        params = {**to_native(cfg.layer_spec, layer), **head}
-        code_path = builtin_code_path(cfg.layer_spec, device.platform)
-    else:
-        code_path = code_path_of(cfg.impl, device.platform, cfg.layer_spec)
+    builtin = cfg.impl == "builtin"
+    code_path = (builtin_code_path(cfg.layer_spec, device.platform) if builtin
+                 else code_path_of(cfg.impl, device.platform, cfg.layer_spec))
     model = JaxLM(cfg, dtype, device, {}, code_path + "; output layer jnp.matmul in the same jit")
     with model.scope():
-        model.params = {k: to_device(v, dtype) for k, v in params.items()}
+        head = {k: v for k, v in params.items() if k in HEAD_KEYS or not builtin}
+        layer = {k: v for k, v in params.items() if k not in head}
+        model.params = {**(make_builtin(cfg.layer_spec, layer, dtype, None) if builtin else {}),
+                        **{k: from_numpy(v, dtype) for k, v in head.items()}}
     return model

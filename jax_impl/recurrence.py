@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from common.backend import hidden_of
+
 
 class Split(NamedTuple):
     """A cell's pointwise part `(q, xp, hh, state) -> state`; `additive`: it reads only
@@ -28,10 +30,6 @@ class Split(NamedTuple):
 
     pointwise: Callable
     additive: bool
-
-
-def _hidden(state):
-    return state[0] if isinstance(state, tuple) else state
 
 
 def _with_hidden(state, H):
@@ -51,7 +49,7 @@ def _previous(states, state0, reverse: bool):
 
 def _forward(split: Split, reverse: bool, W_h, q, XP, state0):
     def body(state, xp):
-        hh = _hidden(state) @ W_h
+        hh = hidden_of(state) @ W_h
         new = split.pointwise(q, xp, hh, state)
         return new, (new, hh)
 
@@ -66,12 +64,12 @@ def scan_split(split: Split, reverse: bool, W_h, q, XP, state0):
     `reverse=True` walks t = T-1 .. 0 and keeps Y in time order (as `layers.run_direction`).
     """
     final, states, _ = _forward(split, reverse, W_h, q, XP, state0)
-    return _hidden(states), final
+    return hidden_of(states), final
 
 
 def _scan_fwd(split, reverse, W_h, q, XP, state0):
     final, states, HH = _forward(split, reverse, W_h, q, XP, state0)
-    return (_hidden(states), final), (W_h, q, XP, HH, state0, states)
+    return (hidden_of(states), final), (W_h, q, XP, HH, state0, states)
 
 
 def _scan_bwd(split, reverse, residuals, cotangents):
@@ -85,17 +83,17 @@ def _scan_bwd(split, reverse, residuals, cotangents):
     def body(carry, step):
         dstate, dq = carry
         xp, hh, sprev, dy = step
-        dstate = _with_hidden(dstate, _hidden(dstate) + dy)
+        dstate = _with_hidden(dstate, hidden_of(dstate) + dy)
         _, pullback = jax.vjp(split.pointwise, q, xp, hh, sprev)
         dq_t, dxp, dhh, dprev = pullback(dstate)
-        dprev = _with_hidden(dprev, _hidden(dprev) + dhh @ W_hT)
+        dprev = _with_hidden(dprev, hidden_of(dprev) + dhh @ W_hT)
         out = dhh if split.additive else (dxp, dhh)
         return (dprev, jax.tree.map(jnp.add, dq, dq_t)), out
 
     carry0 = (dfinal, jax.tree.map(jnp.zeros_like, q))
     (dstate0, dq), out = lax.scan(body, carry0, (XP, HH, prev, dY), reverse=not reverse)
     dXP, dHH = (out, out) if split.additive else out
-    H_prev = _hidden(prev)
+    H_prev = hidden_of(prev)
     # The weight gradient of every step at once: (H, T*B) @ (T*B, G*H).
     dW_h = H_prev.reshape(-1, H_prev.shape[-1]).T @ dHH.reshape(-1, dHH.shape[-1])
     return dW_h, dq, dXP, dstate0

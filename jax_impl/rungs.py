@@ -27,6 +27,7 @@ from common.errors import NotSupported
 from common.params import Params, sub_params
 from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm, gate_width
 
+from .arrays import ids_in, to_numpy
 from .cells import SPLITS, lstm_pointwise, lstm_step
 from .convert import grads_from_native, to_native
 from .devices import compute_scope, device_names, resolve_device
@@ -182,25 +183,20 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
     return model
 
 
-def _ids(ids) -> jax.Array:
-    return jnp.asarray(np.asarray(ids), dtype=jnp.int32)
-
-
 def loss_and_grads(model: JaxRung, ids, targets):
     """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks; eager
     rungs run eagerly, the others jitted, as they train."""
     fn = grads_fn if model.eager else grads_jit
     with model.scope():
-        loss, logits, grads = fn(model.rung, model.cfg, model.params, _ids(ids), _ids(targets))
-        grads = jax.tree.map(np.array, grads)
-        return float(loss), np.array(logits), model.canonical(grads)
+        loss, logits, grads = fn(model.rung, model.cfg, model.params, ids_in(ids), ids_in(targets))
+        return float(loss), to_numpy(logits), model.canonical(to_numpy(grads))
 
 
 def make_step(model: JaxRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
     """d2l's training step on one batch; updates `model.params`, returns `(loss, params)`."""
     fn = train_step if model.eager else train_step_jit
     with model.scope():
-        ids, targets = _ids(ids), _ids(targets)
+        ids, targets = ids_in(ids), ids_in(targets)
         hyper = {"lr": jnp.asarray(lr, model.dtype), "clip": jnp.asarray(clip, model.dtype)}
 
     def step():

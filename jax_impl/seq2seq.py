@@ -18,7 +18,6 @@ are each one jitted function with the config static.
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -28,15 +27,16 @@ import numpy as np
 import optax
 from jax import lax
 
-from common.errors import NotSupported
+from common.backend import refuse_reset_before
 from common.params import Params, cast_params, sub_params
-from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
+from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
+from .arrays import from_numpy, ids_in, to_numpy
 from .convert import from_native, grads_from_native, to_native
 from .devices import compute_scope, resolve_device
-from .layers import (builtin_code_path, builtin_forward, make_builtin, scratch_code_path,
+from .layers import (builtin_code_path, builtin_forward, builtin_name, scratch_code_path,
                      scratch_forward)
 
 
@@ -159,29 +159,23 @@ class JaxSeq2Seq:
     def scope(self):
         return compute_scope(self.device, self.dtype)
 
-    def ids(self, ids, vocab_size: int, name: str) -> jax.Array:
-        """Token ids as int32 on the device; call inside `scope()`."""
-        return jnp.asarray(check_ids(ids, vocab_size, name), dtype=jnp.int32)
+    def ids_in(self, ids, vocab_size: int, name: str) -> jax.Array:
+        """Token ids as int32 on the device, range-checked; call inside `scope()`."""
+        return ids_in(np.asarray(ids), None, vocab_size, name)
 
     def array(self, array) -> jax.Array:
         """A NumPy array in the model's dtype on the device; call inside `scope()`."""
-        with warnings.catch_warnings():
-            # JAX truncates float64 to float32 with only a warning when x64 is off.
-            warnings.filterwarnings("error", ".*requested .* is not available", UserWarning)
-            try:
-                return jnp.asarray(np.asarray(array), dtype=self.dtype)
-            except UserWarning as exc:
-                raise NotSupported(f"jax cannot compute {self.dtype} here: {exc}") from exc
+        return from_numpy(np.asarray(array), self.dtype)
 
     def batch(self, src, dec_in, label=None, label_valid_len=None):
         """`(src, dec_in[, label, mask])` as device arrays, ids range-checked."""
         cfg = self.cfg
-        out = (self.ids(src, cfg.src_vocab_size, "source"),
-               self.ids(dec_in, cfg.tgt_vocab_size, "decoder input"))
+        out = (self.ids_in(src, cfg.src_vocab_size, "source"),
+               self.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input"))
         if label is None:
             return out
         label = np.asarray(label)
-        return out + (self.ids(label, cfg.tgt_vocab_size, "label"),
+        return out + (self.ids_in(label, cfg.tgt_vocab_size, "label"),
                       self.array(label_mask(label_valid_len, label.shape[1], self.dtype)))
 
 
@@ -192,7 +186,7 @@ def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
     params, dev = cast_params(params, dtype), resolve_device(device)
     path = scratch_code_path(dev.platform)
     if cfg.impl == "builtin":
-        make_builtin(cfg.spec("encoder"))  # raises NotSupported for a variant Flax lacks
+        refuse_reset_before(cfg.spec("encoder"), builtin_name("gru"))
         native = {k: params[k] for k in HEAD_KEYS}
         for side in SIDES:
             for k in range(cfg.num_layers):
@@ -216,13 +210,9 @@ def canonical(model: JaxSeq2Seq, named: Dict[str, np.ndarray], grads: bool = Fal
     return seq2seq_canonical(cfg, named, grads_from_native if grads else from_native)
 
 
-def _numpy(tree):
-    return jax.tree.map(np.array, tree)  # np.asarray would hand out read-only views
-
-
 def seq2seq_params(model: JaxSeq2Seq) -> Params:
     """The current parameters in canonical form (writable NumPy copies)."""
-    return canonical(model, _numpy(model.params))
+    return canonical(model, to_numpy(model.params))
 
 
 def forward(model: JaxSeq2Seq, src, dec_in) -> np.ndarray:
@@ -236,7 +226,7 @@ def loss_grads(model: JaxSeq2Seq, src, dec_in, label, label_valid_len):
     with model.scope():
         batch = model.batch(src, dec_in, label, label_valid_len)
         loss, grads = loss_and_grads_jit(model.cfg, model.params, *batch)
-        return float(loss), canonical(model, _numpy(grads), grads=True)
+        return float(loss), canonical(model, to_numpy(grads), grads=True)
 
 
 class Trainer:
@@ -275,6 +265,6 @@ def greedy(model: JaxSeq2Seq, src, bos: int, eos: int, num_steps: int):
     """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
     `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
     with model.scope():
-        src = model.ids(src, model.cfg.src_vocab_size, "source")
+        src = model.ids_in(src, model.cfg.src_vocab_size, "source")
         tokens = greedy_tokens(model.cfg, model.params, src, int(bos), int(num_steps))
         return truncate_at_eos(np.array(tokens), eos)

@@ -7,52 +7,21 @@ training the loss and the updated parameters). The step is the adapter's own mod
 """
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.cpus import cpu_count
 from common.errors import NotSupported
 from common.params import init_lm_params
 from common.speedcase import SpeedCase, Step
 
-from .adapter import BACKEND, _versions
+from .adapter import BACKEND
 from .devices import compute_scope, resolve_device
+from .runtime import gpu_names, make_sync, pin_threads, threads_used, versions  # noqa: F401
 
 GEMM_OPS = ("jnp.matmul",)
 FRAMEWORK = "jax"
 _matmul = jax.jit(jnp.matmul)
-
-
-def pin_threads(threads: int) -> None:
-    """XLA's CPU thread pool has no size setting: it follows the process's CPU affinity, which
-    the speed worker sets before JAX starts (with `--xla_cpu_multi_thread_eigen=false` for one
-    thread). Nothing to do here."""
-
-
-def threads_used() -> dict:
-    out = {"cpu_affinity": cpu_count()}
-    if "XLA_FLAGS" in os.environ:
-        out["XLA_FLAGS"] = os.environ["XLA_FLAGS"]
-    return out
-
-
-def versions() -> dict:
-    return _versions()
-
-
-def gpu_names() -> list:
-    try:
-        return [d.device_kind for d in jax.devices("gpu")]
-    except RuntimeError:  # no GPU platform
-        return []
-
-
-def make_sync(device):
-    """The barrier that ends a timed region: wait for every array the step returned."""
-    return jax.block_until_ready
 
 
 def _device_name(device):

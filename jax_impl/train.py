@@ -20,7 +20,8 @@ import optax
 from common.config import OPTIMIZERS, check_choice
 from common.params import Params, redundant_bias_keys
 
-from .lm import JaxLM, loss_fn, to_device
+from .arrays import from_numpy
+from .lm import JaxLM, loss_fn
 
 OPTAX = {"sgd": optax.sgd, "adam": optax.adam}
 
@@ -69,9 +70,9 @@ class Trainer:
         check_choice("optimizer", optimizer, OPTIMIZERS)
         self.model, self.optimizer = model, optimizer
         with model.scope():
-            self.hyper = {"lr": to_device(lr, model.dtype)}
+            self.hyper = {"lr": from_numpy(lr, model.dtype)}
             if clip is not None:
-                self.hyper["clip"] = to_device(clip, model.dtype)
+                self.hyper["clip"] = from_numpy(clip, model.dtype)
             self.opt_state = OPTAX[optimizer](lr).init(model.params)
 
     def step(self, ids, targets, state=None):

@@ -1,5 +1,5 @@
-"""The MXNet Gluon backend (common.backend.Backend): scratch `nd` loops and Gluon's fused layers;
-and the `LMBackend` protocol over `lm.py` and `train.py` (a model handle is an `lm.MXNetLM`).
+"""The MXNet Gluon backend (`common.backend.Backend`'s hooks): scratch `nd` loops and Gluon's
+fused layers; language models over `lm.py` and `train.py` (a model handle is an `lm.MXNetLM`).
 
 Everything crossing the boundary is NumPy; `.asnumpy()` blocks until MXNet's asynchronous engine
 has finished, so results read here are complete. A timing harness that does not read results
@@ -11,20 +11,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from common.backend import VJPResult, check_state_count, flatten_state
-from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
+from common.backend import Backend, VJPResult, flatten_state
+from common.config import LayerSpec
 from common.errors import NotSupported
-from common.params import cast_params, check_params, lm_param_shapes, param_shapes
 
-from . import convert, lm, train
+from . import convert, lm, runtime, train
 from ._mx import mx
+from .arrays import from_numpy, states_in, states_out, to_numpy
 from .devices import device_name, resolve_device
-from .layers import (builtin_forward, code_path_of, forward_of, make_builtin, native_arrays,
-                     to_nd)
-
-FEATURES = ("MKLDNN", "ONEDNN", "CUDA", "CUDNN", "NCCL", "OPENMP", "BLAS_OPEN", "BLAS_MKL",
-            "BLAS_ATLAS", "LAPACK")
-
+from .runtime import enabled_features
+from .layers import builtin_forward, builtin_name, code_path_of, forward_of, make_builtin, native_arrays
 
 @dataclass
 class MXNetLayer:
@@ -54,12 +50,6 @@ def mxnet_error_text(exc):
     return str(exc).strip() or type(exc).__name__
 
 
-def enabled_features():
-    """The `mx.runtime.Features()` flags that decide which kernels run."""
-    features = mx.runtime.Features()
-    return {name: features.is_enabled(name) for name in FEATURES if name in features}
-
-
 def builtin_code_path(spec, dtype, ctx):
     """Which kernel Gluon's fused layer runs (seen with DNNL_VERBOSE=1 on MXNet 1.9.1, CPU)."""
     name = f"gluon.rnn.{spec.cell.upper()} fused RNN op, hybridized"
@@ -72,32 +62,24 @@ def builtin_code_path(spec, dtype, ctx):
 
 
 def _to_nd(array, layer):
-    return to_nd(np.asarray(array), layer.ctx, layer.dtype)
+    return from_numpy(array, layer.dtype, layer.ctx)
 
 
 def _state_to_nd(state, layer):
     """Contract state (NumPy) -> nd arrays; None stays None (the drivers start from zeros)."""
-    if state is None:
-        return None
-    check_state_count(layer.spec, state)
-    return [tuple(_to_nd(a, layer) for a in s) if isinstance(s, (tuple, list))
-            else _to_nd(s, layer) for s in state]
-
-
-def _state_to_numpy(state):
-    return [tuple(a.asnumpy() for a in s) if isinstance(s, tuple) else s.asnumpy() for s in state]
+    return states_in(layer.spec, state, layer.dtype, layer.ctx)
 
 
 def _dstate(state_nd):
     """Gradients of the initial state, in the contract's layout (zeros where MXNet wrote none)."""
-    return [tuple(a.grad.asnumpy() for a in s) if isinstance(s, tuple) else s.grad.asnumpy()
-            for s in state_nd]
+    return states_out([tuple(a.grad for a in s) if isinstance(s, tuple) else s.grad
+                       for s in state_nd])
 
 
 def run_layer(layer, X, state):
     """Forward on nd arrays, dispatching on the impl."""
     if layer.impl == "builtin":
-        return builtin_forward(layer.net, layer.spec, X, state)
+        return builtin_forward(layer.spec, layer.net, X, state)
     return forward_of(layer.impl)(layer.spec, layer.params, X, state)
 
 
@@ -105,56 +87,23 @@ def _probe(layer):
     """One step forward and backward of the fused kernel: a dtype it lacks fails at build time."""
     X = mx.nd.zeros((1, 1, layer.spec.input_size), ctx=layer.ctx, dtype=layer.dtype)
     with mx.autograd.record():
-        Y, _ = builtin_forward(layer.net, layer.spec, X)
+        Y, _ = builtin_forward(layer.spec, layer.net, X)
     Y.backward()  # Gluon's parameters carry grad_req='write', so Y is in the graph
     mx.nd.waitall()
 
 
-def openmp_counts():
-    """OpenMP as libmxnet sees it: processors, and max threads of the calling (Python) thread.
-
-    MXNet's operators run on its engine's worker threads, which size their OpenMP teams from
-    OMP_NUM_THREADS or the processor count; importing MXNet can leave the Python thread at 1.
-    """
-    lib = mx.base._LIB
-    if not hasattr(lib, "omp_get_max_threads"):  # a build linked without its own OpenMP
-        return {}
-    return {"omp_num_procs": lib.omp_get_num_procs(),
-            "omp_max_threads_python_thread": lib.omp_get_max_threads()}
-
-
-class MXNetBackend:
+class MXNetBackend(Backend):
     """MXNet 1.9 Gluon: `scratch` = Python loop over `mx.nd`; `fast` = fused, hoisted,
     hybridized loops with a hand-written backward; `builtin` = `gluon.rnn` layers."""
 
     name = "mxnet"
+    builtin_gru = builtin_name("gru")
 
     def info(self):
-        """MXNet version, build features, GPUs seen, thread settings (JSON-able)."""
-        try:
-            gpus = mx.context.num_gpus()
-        except mx.base.MXNetError:
-            gpus = 0
-        env = {k: v for k, v in sorted(os.environ.items())
-               if k.startswith("MXNET_") or k in ("OMP_NUM_THREADS", "NVIDIA_TF32_OVERRIDE")}
-        openmp = openmp_counts()
-        return {"framework": self.name, "versions": {"mxnet": mx.__version__, "numpy": np.__version__},
-                "devices": ["cpu", *(f"gpu:{i}" for i in range(gpus))],
-                "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), **openmp},
-                "backend": self.name, "mxnet": mx.__version__, "numpy": np.__version__,
-                "features": enabled_features(), "num_gpus": gpus, "cpu_count": os.cpu_count(),
-                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), **openmp,
-                "env": env, "scratch_matmul": "nd.dot (bundled OpenBLAS)"}
+        return runtime.info()
 
-    def build_layer(self, spec, impl, params, dtype="float32", device="cpu"):
+    def _build_layer(self, spec, impl, params, dtype, device):
         """A layer of `impl` holding canonical `params`; NotSupported where MXNet cannot run it."""
-        check_choice("impl", impl, IMPLS)
-        check_choice("dtype", dtype, DTYPES)
-        check_params(params, param_shapes(spec))
-        if impl == "builtin" and spec.cell == "gru" and spec.gru_variant == "reset_before":
-            raise NotSupported(
-                "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
-                "(R * (H W_hh + b_hn)); reset_before needs impl='scratch' or 'fast'")
         ctx = resolve_device(device)
         layer = MXNetLayer(spec, impl, dtype, device_name(ctx), ctx)
         try:
@@ -172,21 +121,20 @@ class MXNetBackend:
             layer.params = {k: _to_nd(v, layer) for k, v in params.items()}
             layer.code_path = code_path_of(layer.impl, layer.spec)
             return
-        native = convert.to_native(layer.spec, params)
-        layer.net = make_builtin(layer.spec, native, layer.dtype, layer.ctx, hybridize=True)
+        layer.net = make_builtin(layer.spec, params, layer.dtype, layer.ctx, hybridize=True)
         layer.hybridized = True
         layer.code_path = builtin_code_path(layer.spec, layer.dtype, layer.ctx)
 
     def get_params(self, layer):
         """The layer's parameters in canonical form (NumPy, the layer's dtype)."""
         if layer.impl != "builtin":
-            return {k: v.asnumpy() for k, v in layer.params.items()}
+            return {k: to_numpy(v) for k, v in layer.params.items()}
         return convert.from_native(layer.spec, native_arrays(layer.net))
 
     def forward(self, layer, X, state=None):
         """`X: (T, B, I)` -> `(Y: (T, B, H*D), final states)` as NumPy."""
         Y, finals = run_layer(layer, _to_nd(X, layer), _state_to_nd(state, layer))
-        return Y.asnumpy(), _state_to_numpy(finals)
+        return to_numpy(Y), states_out(finals)
 
     def vjp(self, layer, X, state, G, G_state=None):
         """Gradients of `sum(Y*G) + sum(finals*G_state)` w.r.t. canonical params, X, state."""
@@ -201,8 +149,8 @@ class MXNetBackend:
             head_grads += [_to_nd(g, layer) for g in flatten_state(G_state)]
         mx.autograd.backward(heads, head_grads=head_grads)
         dstate = None if state is None else _dstate(state_nd)
-        return VJPResult(Y.asnumpy(), _state_to_numpy(finals), self._grads(layer),
-                         X_nd.grad.asnumpy(), dstate)
+        return VJPResult(to_numpy(Y), states_out(finals), self._grads(layer),
+                         to_numpy(X_nd.grad), dstate)
 
     @staticmethod
     def _grad_params(layer):
@@ -212,48 +160,35 @@ class MXNetBackend:
     @staticmethod
     def _grads(layer):
         if layer.impl != "builtin":
-            return {k: v.grad.asnumpy() for k, v in layer.params.items()}
+            return {k: to_numpy(v.grad) for k, v in layer.params.items()}
         return convert.grads_from_native(layer.spec, native_arrays(layer.net, grads=True))
 
-    # Language models (common.backend.LMBackend).
+    # Language models.
 
-    def build_lm(self, cfg, params, dtype="float32", device="cpu"):
+    def _build_lm(self, cfg, params, dtype, device):
         """An `lm.MXNetLM` holding canonical `params`; NotSupported where MXNet cannot run it."""
-        check_choice("dtype", dtype, SPEED_DTYPES)
         if dtype == "bfloat16":
             raise NotSupported("MXNet 1.9.1 has no bfloat16 for its RNN layers or nd.dot: "
                                "time it in float32")
-        spec = cfg.layer_spec
-        if spec.bidirectional:
-            raise NotSupported("a bidirectional language model would see the tokens it predicts")
-        check_params(params, lm_param_shapes(cfg))
-        if cfg.impl == "builtin" and spec.cell == "gru" and spec.gru_variant == "reset_before":
-            raise NotSupported(
-                "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
-                "(R * (H W_hh + b_hn)); reset_before needs impl='scratch' or 'fast'")
-        ctx = resolve_device(device)
+        spec, ctx = cfg.layer_spec, resolve_device(device)
         code_path = builtin_code_path(spec, dtype, ctx) if cfg.impl == "builtin" else ""
         try:
-            model = lm.build_lm(cfg, cast_params(params, dtype), dtype, ctx, code_path)
+            model = lm.build_lm(cfg, params, dtype, ctx, code_path)
             _probe_lm(model)
         except mx.base.MXNetError as exc:
             raise NotSupported(f"mxnet {cfg.impl} LM {spec.label} {dtype} on "
                                f"{device_name(ctx)}: {mxnet_error_text(exc)}") from exc
         return model
 
-    def lm_params(self, model):
-        """The model's current parameters in canonical form (NumPy)."""
-        return model.canonical_params()
-
     def lm_forward(self, model, ids, state=None):
         """`ids: (B, T)` -> `(logits: (B, T, V), final states)` as NumPy."""
         logits, finals = model.forward(model.ids_in(ids), model.states_in(state))
-        return logits.asnumpy(), _state_to_numpy(finals)
+        return to_numpy(logits), states_out(finals)
 
     def lm_loss_grads(self, model, ids, targets, state=None):
         """`(loss, canonical gradients, final states)` of the mean cross-entropy (NumPy)."""
         loss, finals = lm.loss_and_backward(model, ids, targets, state)
-        return float(loss.asscalar()), model.canonical_grads(), _state_to_numpy(finals)
+        return float(loss.asscalar()), model.canonical_grads(), states_out(finals)
 
     def make_trainer(self, model, optimizer="sgd", lr=1.0, clip=1.0):
         """A `train.Trainer`: Gluon's SGD or Adam with d2l's clipping (`clip=None`: off)."""

@@ -27,7 +27,8 @@ from . import lm
 from ._mx import mx
 from .adapter import builtin_code_path
 from .devices import resolve_device
-from .layers import builtin_forward, run_direction, to_nd
+from .arrays import from_numpy, ids_in, to_numpy
+from .layers import builtin_forward, run_direction
 
 nd = mx.nd
 LOOP_CODE_PATH = "Python loop over mx.nd (layers.run_direction), imperative"
@@ -70,7 +71,7 @@ def relu_loop(p, ids, state):
 def recurrent(spec: LadderSpec, p, net, ids, state, keep):
     """LMModel5-7: the built-in stack -> logits (B, T, V), raw and dropped-out outputs."""
     x = embed(p, ids)
-    raw, finals = builtin_forward(net, layer_spec(spec, x.shape[-1]), x, state)
+    raw, finals = builtin_forward(layer_spec(spec, x.shape[-1]), net, x, state)
     out = raw if keep is None else raw * keep / (1 - spec.dropout)  # inverted dropout
     V = p["b_q"].shape[0]
     if spec.tied:  # FullyConnected's weight is (out, in) = (V, H): the embedding table itself
@@ -125,7 +126,7 @@ class LoopModel:
         return {k: p.data(self.ctx) for k, p in self.params.items()}
 
     def canonical_params(self) -> Params:
-        return {k: p.data(self.ctx).asnumpy() for k, p in self.params.items()}
+        return {k: to_numpy(p.data(self.ctx)) for k, p in self.params.items()}
 
 
 def build_model(spec: LadderSpec, params: Params, ctx, dtype: str = "float32"):
@@ -240,18 +241,15 @@ class Trainer:
         # every leaf, both biases of the built-ins included (common/ladder.py: as fastbook)
         self.trainer = make_optimizer(self.model.leaves(), spec.no_decay, spec.wd, sched)
 
-    def _ids(self, a):
-        return to_nd(np.asarray(a), self.ctx, "int64")
-
     def _keep(self, x):
         """This step's dropout mask as an nd array (None without dropout); counts the step."""
         keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count, self.dtype)
         self.count += 1
-        return None if keep is None else to_nd(keep, self.ctx, self.dtype)
+        return None if keep is None else from_numpy(keep, self.dtype, self.ctx)
 
     def step(self, x, y, state=None):
         """x: (B, 3) or (B, T) ids; y: (B,) or (B, T) -> (mean cross-entropy, detached state)."""
-        ids, targets, keep = self._ids(x), self._ids(y), self._keep(x)
+        ids, targets, keep = ids_in(x, self.ctx), ids_in(y, self.ctx), self._keep(x)
         with mx.autograd.record():
             fwd = forward(self.spec, self.model.arrays(), self.model.net, ids, state, keep)
             loss = token_nll(fwd.logits, targets).mean()
@@ -263,7 +261,7 @@ class Trainer:
 
     def evaluate(self, x, y, state=None):
         """No dropout, no update -> (summed cross-entropy, correct predictions, positions, state)."""
-        ids, targets = self._ids(x), self._ids(y)
+        ids, targets = ids_in(x, self.ctx), ids_in(y, self.ctx)
         fwd = forward(self.spec, self.model.arrays(), self.model.net, ids, state)
         loss_sum = float(token_nll(fwd.logits, targets).sum().asscalar())
         pred = nd.argmax(fwd.logits, axis=-1).astype("int64")
@@ -282,26 +280,22 @@ def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu"
 
 # ---------------------------------------------------------------- NumPy helpers for tests
 
-def _np(a):
-    return None if a is None else a.asnumpy()
-
-
 def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0,
                   dtype: str = "float32"):
     """One forward on fresh parameters in `dtype`, NumPy in (ids, state) and out -> Forward of
     NumPy."""
     ctx = mx.cpu()
     model = build_model(spec, params, ctx, dtype)
-    state = map_state(lambda a: to_nd(np.asarray(a), ctx, dtype), state)
+    state = map_state(lambda a: from_numpy(np.asarray(a), dtype, ctx), state)
     keep = (dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0, dtype)
             if train else None)
-    keep = None if keep is None else to_nd(keep, ctx, dtype)
-    fwd = forward(spec, model.arrays(), model.net, to_nd(np.asarray(x), ctx, "int64"), state, keep)
-    return Forward(_np(fwd.logits), map_state(_np, fwd.state), _np(fwd.raw), _np(fwd.out))
+    keep = None if keep is None else from_numpy(keep, dtype, ctx)
+    fwd = forward(spec, model.arrays(), model.net, ids_in(x, ctx), state, keep)
+    return Forward(to_numpy(fwd.logits), to_numpy(fwd.state), to_numpy(fwd.raw), to_numpy(fwd.out))
 
 
 def ar_tar_numpy(raw, out, alpha, beta) -> float:
-    as_nd = lambda a: to_nd(np.asarray(a), mx.cpu(), "float64")
+    as_nd = lambda a: from_numpy(np.asarray(a), "float64", mx.cpu())
     return float(ar_tar(as_nd(raw), as_nd(out), alpha, beta).asscalar())
 
 
@@ -310,9 +304,9 @@ def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
     `dtype`."""
     ctx = mx.cpu()
     model = build_model(spec, params, ctx, dtype)
-    ids, targets = to_nd(np.asarray(x), ctx, "int64"), to_nd(np.asarray(y), ctx, "int64")
+    ids, targets = ids_in(x, ctx), ids_in(y, ctx)
     with mx.autograd.record():
         loss = token_nll(forward(spec, model.arrays(), model.net, ids).logits, targets).mean()
     loss.backward()
-    grads = {k: p.grad(ctx).asnumpy() for k, p in model.leaves().items()}
+    grads = {k: to_numpy(p.grad(ctx)) for k, p in model.leaves().items()}
     return float(loss.asscalar()), (model.canonical(grads, grads=True) if spec.builtin else grads)

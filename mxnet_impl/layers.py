@@ -14,11 +14,14 @@ Everything here is differentiable under `mx.autograd.record()`.
 """
 import numpy as np
 
+from common.backend import hidden_of, refuse_reset_before
 from common.errors import NotSupported
 from common.params import CELL_GATES, prefixes, sub_params
 
 from ._mx import mx
+from .arrays import from_numpy, to_numpy
 from .cells import step_fn
+from .convert import to_native
 from .recurrence import HandRecurrence, loops_for
 
 nd = mx.nd
@@ -26,23 +29,9 @@ nd = mx.nd
 GLUON_LAYERS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
-def to_nd(array, ctx, dtype):
-    """NumPy -> dense `nd` array on `ctx` in `dtype` (explicit: `nd.array` defaults to float32).
-
-    `nd.ndarray.array` is the dense constructor behind `nd.array`, minus its scipy-sparse check,
-    which warns on every call with current SciPy.
-    """
-    return nd.ndarray.array(array, ctx=ctx, dtype=dtype)
-
-
-def hidden(state):
-    """The hidden part of a state: `H` itself, or `H` of LSTM's `(H, C)`."""
-    return state[0] if isinstance(state, tuple) else state
-
-
-def zero_states(spec, batch, dtype, ctx):
-    """The all-zero initial state in the contract's layout, as `nd` arrays."""
-    z = lambda: nd.zeros((batch, spec.hidden_size), ctx=ctx, dtype=dtype)
+def zero_states(spec, batch, dtype, device):
+    """All-zero states of `batch` rows, in the contract's layout, as `nd` arrays."""
+    z = lambda: nd.zeros((batch, spec.hidden_size), ctx=device, dtype=dtype)
     n = spec.num_layers * spec.num_directions
     return [(z(), z()) if spec.cell == "lstm" else z() for _ in range(n)]
 
@@ -54,7 +43,7 @@ def run_direction(step, p, X, state, reverse=False):
     # the reverse direction walks time backwards but writes Y at each step's own position
     for t in (reversed(range(T)) if reverse else range(T)):
         state = step(p, X[t], state)
-        outputs[t] = hidden(state)
+        outputs[t] = hidden_of(state)
     return nd.stack(*outputs, axis=0), state
 
 
@@ -170,8 +159,19 @@ def code_path_of(impl, spec):
     return fast_code_path(spec) if impl == "fast" else SCRATCH_CODE_PATH
 
 
-def make_builtin(spec, native, dtype, ctx, hybridize=True):
+def make_builtin(spec, params, dtype, device, hybridize=True):
+    """Gluon's fused layer (layout 'TNC') holding canonical `params` (NumPy) exactly, in `dtype`
+    on `device` (an `mx.Context`); hybridized unless `hybridize` is False."""
+    return builtin_from_native(spec, to_native(spec, params), dtype, device, hybridize)
+
+
+def builtin_name(cell):
+    return f"mxnet.gluon.rnn.{GLUON_LAYERS[cell]}"
+
+
+def builtin_from_native(spec, native, dtype, ctx, hybridize=True):
     """Gluon's fused layer (layout 'TNC') holding `native` params (see convert.py)."""
+    refuse_reset_before(spec, builtin_name("gru"))
     check_builtin_activation(spec, dtype, ctx)
     extra = {"activation": spec.activation} if spec.cell == "rnn" else {}
     net = getattr(mx.gluon.rnn, GLUON_LAYERS[spec.cell])(
@@ -181,7 +181,7 @@ def make_builtin(spec, native, dtype, ctx, hybridize=True):
     net.initialize(mx.init.Zero(), ctx=ctx)
     params = net.collect_params()
     for name, value in native.items():
-        params[net.prefix + name].set_data(to_nd(value, ctx, dtype))
+        params[net.prefix + name].set_data(from_numpy(value, dtype, ctx))
     if hybridize:
         net.hybridize()
     return net
@@ -190,7 +190,7 @@ def make_builtin(spec, native, dtype, ctx, hybridize=True):
 def native_arrays(net, grads=False):
     """The layer's parameters (or their gradients) as NumPy, keyed by native name."""
     n = len(net.prefix)
-    return {name[n:]: (p.grad() if grads else p.data()).asnumpy()
+    return {name[n:]: to_numpy(p.grad() if grads else p.data())
             for name, p in net.collect_params().items()}
 
 
@@ -209,10 +209,11 @@ def unpack_states(spec, packed):
     return [packed[0][i] for i in range(n)]
 
 
-def builtin_forward(net, spec, X, states=None):
-    """Run a layer from `make_builtin`. `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`."""
+def builtin_forward(spec, native, X, states=None):
+    """Run the built-in `native` (from `make_builtin`) on `X: (T, B, I)` ->
+    `(Y: (T, B, H*D), finals)`; None states = zeros."""
     if states is None:
         states = zero_states(spec, X.shape[1], X.dtype, X.context)
     # always pass a state: without one Gluon returns only Y, not the final states
-    Y, packed = net(X, pack_states(spec, states))
+    Y, packed = native(X, pack_states(spec, states))
     return Y, unpack_states(spec, packed)

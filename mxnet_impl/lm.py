@@ -13,11 +13,12 @@ from typing import Any, Dict, List
 import numpy as np
 
 from common.config import LMConfig
-from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
+from common.params import LM_HEAD_KEYS, Params, lm_canonical
 
 from ._mx import mx
-from .convert import from_native, grads_from_native, to_native
-from .layers import builtin_forward, code_path_of, forward_of, make_builtin, to_nd
+from .arrays import from_numpy, ids_in, states_in, to_numpy
+from .convert import from_native, grads_from_native
+from .layers import builtin_forward, code_path_of, forward_of, make_builtin
 
 nd = mx.nd
 
@@ -57,7 +58,7 @@ def lm_forward(cfg: LMConfig, params, ids, state=None, net=None):
             # wrong layer-0 gradients in a stack of 2+ layers when no input gradient is asked
             # for; asking for one costs a (T*B, G*H) x (G*H, V) product and fixes it.
             X.attach_grad()
-        Y, finals = builtin_forward(net, cfg.layer_spec, X, state)
+        Y, finals = builtin_forward(cfg.layer_spec, net, X, state)
     else:
         Y, finals = forward_of(cfg.impl)(cfg.layer_spec, params, X, state)
     return nd.swapaxes(output_layer(params, Y), 0, 1), finals
@@ -107,21 +108,11 @@ class MXNetLM:
 
     def ids_in(self, ids):
         """Token ids (NumPy or nd) as an int64 nd array on the model's context."""
-        if isinstance(ids, nd.NDArray):
-            return ids.as_in_context(self.ctx)
-        return to_nd(np.asarray(ids), self.ctx, "int64")
+        return ids_in(ids, self.ctx)
 
     def states_in(self, state):
         """A state in the contract's layout (NumPy or nd) as nd arrays; None stays None."""
-        if state is None:
-            return None
-        expected = len(prefixes(self.cfg.layer_spec))
-        if len(state) != expected:
-            raise ValueError(f"{self.cfg.layer_spec.label} takes {expected} states "
-                             f"(one per layer), got {len(state)}")
-        as_nd = lambda a: (a.as_in_context(self.ctx) if isinstance(a, nd.NDArray)
-                           else to_nd(np.asarray(a), self.ctx, self.dtype))
-        return [tuple(map(as_nd, s)) if self.cfg.cell == "lstm" else as_nd(s) for s in state]
+        return states_in(self.cfg.layer_spec, state, self.dtype, self.ctx)
 
     def canonical(self, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
         """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
@@ -131,11 +122,11 @@ class MXNetLM:
 
     def canonical_params(self) -> Params:
         """The current parameters in canonical form (NumPy copies)."""
-        return self.canonical({k: p.data(self.ctx).asnumpy() for k, p in self.leaves().items()})
+        return self.canonical({k: to_numpy(p.data(self.ctx)) for k, p in self.leaves().items()})
 
     def canonical_grads(self) -> Params:
         """The gradients left by the last backward pass, in canonical form (NumPy)."""
-        return self.canonical({k: p.grad(self.ctx).asnumpy() for k, p in self.leaves().items()},
+        return self.canonical({k: to_numpy(p.grad(self.ctx)) for k, p in self.leaves().items()},
                               grads=True)
 
 
@@ -143,7 +134,7 @@ def make_parameter(name, value, dtype, ctx):
     """A Gluon `Parameter` (grad_req 'write') holding the NumPy array `value`."""
     p = mx.gluon.Parameter(name, shape=value.shape, dtype=dtype)
     p.initialize(mx.init.Zero(), ctx=ctx)
-    p.set_data(to_nd(value, ctx, dtype))
+    p.set_data(from_numpy(value, dtype, ctx))
     return p
 
 
@@ -159,7 +150,7 @@ def build_lm(cfg: LMConfig, params: Params, dtype: str, ctx, code_path: str = ""
         return MXNetLM(cfg, dtype, ctx, as_params(params),
                        code_path=code_path_of(cfg.impl, cfg.layer_spec) + HEAD_CODE_PATH)
     layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-    net = make_builtin(cfg.layer_spec, to_native(cfg.layer_spec, layer), dtype, ctx)
+    net = make_builtin(cfg.layer_spec, layer, dtype, ctx)
     head = [k for k in params if k in HEAD_KEYS]
     return MXNetLM(cfg, dtype, ctx, as_params(head), net, code_path + HEAD_CODE_PATH)
 

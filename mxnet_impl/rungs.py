@@ -26,14 +26,15 @@ from common.rungs import (CANONICAL_RUNGS, FUSED_KEYS, canonical_grads, check_co
                           gate_width)
 
 from ._mx import mx
-from .adapter import builtin_code_path, openmp_counts
+from .adapter import builtin_code_path
+from .arrays import from_numpy, ids_in, to_numpy
 from .cells import lstm_step
-from .convert import grads_from_native, to_native
+from .convert import grads_from_native
 from .devices import device_name, resolve_device
-from .layers import (builtin_forward, fast_code_path, fast_forward, make_builtin, run_direction,
-                     to_nd)
+from .layers import builtin_forward, fast_code_path, fast_forward, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy, output_layer
 from .recurrence import cached_blocks, make_loops
+from .runtime import openmp_counts
 
 nd = mx.nd
 
@@ -136,7 +137,7 @@ def fast_layer(model, X, H, C):
 
 
 def builtin_layer(model, X, H, C):
-    Y, [(H, C)] = builtin_forward(model.net, model.cfg.layer_spec, X, [(H, C)])
+    Y, [(H, C)] = builtin_forward(model.cfg.layer_spec, model.net, X, [(H, C)])
     return Y, H, C
 
 
@@ -197,7 +198,7 @@ def _attached(values: Params, dtype: str, ctx) -> Dict[str, Tuple[object, object
     """NumPy arrays -> `(data, grad)` pairs of nd arrays with a gradient buffer."""
     out = {}
     for name, value in values.items():
-        array = to_nd(np.ascontiguousarray(value), ctx, dtype)
+        array = from_numpy(np.ascontiguousarray(value), dtype, ctx)
         array.attach_grad()
         out[name] = (array, array.grad)
     return out
@@ -212,15 +213,14 @@ def _build_net(rung: str, cfg: LMConfig, params: Params, dtype: str, ctx, steps:
     """The rung's Gluon block holding `params`, hybridized for speed."""
     if rung == "builtin":
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-        net = make_builtin(cfg.layer_spec, to_native(cfg.layer_spec, layer), dtype, ctx,
-                           hybridize=False)
+        net = make_builtin(cfg.layer_spec, layer, dtype, ctx, hybridize=False)
     else:
         net = LoopBlock(cfg.vocab_size, cfg.hidden_size, steps, dtype)
         net.initialize(mx.init.Zero(), ctx=ctx)
         fused = fuse_lstm(params)
         for key in FUSED_KEYS:
             value = fused[key].T if key in ("W_x", "W_h") else fused[key]
-            getattr(net, key).set_data(to_nd(np.ascontiguousarray(value), ctx, dtype))
+            getattr(net, key).set_data(from_numpy(np.ascontiguousarray(value), dtype, ctx))
     net.hybridize(**HYBRIDIZE)
     return net
 
@@ -259,7 +259,7 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
     H, V, B, T = cfg.hidden_size, cfg.vocab_size, batch, steps
     Hg = gate_width(cfg.cell, H)      # the fused gates: 4H (LSTM), 3H (GRU), H (RNN)
     rng = np.random.default_rng(0)
-    r = lambda *shape: to_nd(rng.standard_normal(shape), ctx, dtype)
+    r = lambda *shape: from_numpy(rng.standard_normal(shape), dtype, ctx)
     W_h, W_hT, W_x, W_q, W_qT = r(Hg, H), r(H, Hg), r(Hg, V), r(V, H), r(H, V)
     X, Y, dlogits, h, dg = r(T * B, V), r(T * B, H), r(T * B, V), r(B, H), r(B, Hg)
     G_T, X_T, Y_T, dlogits_T = r(Hg, T * B), r(V, T * B), r(H, T * B), r(V, T * B)
@@ -274,10 +274,6 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
                 fc(dlogits, W_qT), fc(dlogits_T, Y_T))
 
     return step, lambda _: nd.waitall(), "FullyConnected (oneDNN on CPU)"
-
-
-def _ids(model: MXNetRung, ids):
-    return to_nd(np.asarray(ids), model.ctx, "int64")
 
 
 def _forward_backward(model: MXNetRung, ids, targets):
@@ -313,15 +309,15 @@ def hand_forward_backward(model: MXNetRung, ids, targets):
 
 def loss_and_grads(model: MXNetRung, ids, targets):
     """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks."""
-    loss, logits = _forward_backward(model, _ids(model, ids), _ids(model, targets))
-    grads = {k: grad.asnumpy() for k, (_, grad) in model.leaves.items()}
-    return float(loss.asscalar()), logits.asnumpy(), model.canonical(grads)
+    loss, logits = _forward_backward(model, ids_in(ids, model.ctx), ids_in(targets, model.ctx))
+    grads = {k: to_numpy(grad) for k, (_, grad) in model.leaves.items()}
+    return float(loss.asscalar()), to_numpy(logits), model.canonical(grads)
 
 
 def make_step(model: MXNetRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
     """d2l's training step on one batch: forward, loss, backward, clipping, SGD; returns loss."""
     from .train import clip_gradients
-    ids, targets = _ids(model, ids), _ids(model, targets)
+    ids, targets = ids_in(ids, model.ctx), ids_in(targets, model.ctx)
     pairs: List[Tuple[object, object]] = list(model.leaves.values())
     grads = [grad for _, grad in pairs]
 

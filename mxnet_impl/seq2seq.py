@@ -18,17 +18,20 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from common.backend import refuse_reset_before
 from common.errors import NotSupported
-from common.params import Params, cast_params
-from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
+from common.params import Params, cast_params, duplicate_bias_masks
+from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
 from ._mx import mx
 from .adapter import builtin_code_path, mxnet_error_text
-from .convert import NATIVE_GATES, from_native, grads_from_native, to_native
+from .convert import NATIVE_GATES, from_native, grads_from_native
+from .arrays import from_numpy, ids_in, to_numpy
 from .devices import resolve_device
-from .layers import SCRATCH_CODE_PATH, builtin_forward, make_builtin, scratch_forward, to_nd
+from .layers import (SCRATCH_CODE_PATH, builtin_forward, builtin_name, make_builtin,
+                     scratch_forward)
 from .lm import make_parameter, output_layer
 from .train import clip_gradients
 
@@ -58,8 +61,9 @@ class MXNetSeq2Seq:
         """The canonical parameters' current nd arrays."""
         return {k: p.data(self.ctx) for k, p in self.params.items()}
 
-    def ids(self, ids, vocab_size: int, name: str):
-        return to_nd(check_ids(ids, vocab_size, name), self.ctx, "int64")
+    def ids_in(self, ids, vocab_size: int, name: str):
+        """Token ids as an int64 nd array on the model's context, range-checked."""
+        return ids_in(ids, self.ctx, vocab_size, name)
 
 
 def run_stack(model: MXNetSeq2Seq, arrays, side: str, X, states=None, drops=None):
@@ -70,7 +74,7 @@ def run_stack(model: MXNetSeq2Seq, arrays, side: str, X, states=None, drops=None
         X = X * drops[f"{side}.l{k}"] if (k and drops) else X
         spec, state = model.cfg.layer_spec(side, k), None if states is None else [states[k]]
         if model.nets:
-            X, final = builtin_forward(model.nets[f"{side}.l{k}"], spec, X, state)
+            X, final = builtin_forward(spec, model.nets[f"{side}.l{k}"], X, state)
         else:
             X, final = scratch_forward(spec, layer_params(arrays, side, k), X, state)
         finals.append(final[0])
@@ -116,18 +120,15 @@ def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
                   device: str = "cpu") -> MXNetSeq2Seq:
     """A model holding canonical `params` (NumPy) exactly; NotSupported where MXNet cannot."""
     check_seq2seq_params(cfg, params)
-    if cfg.impl == "builtin" and cfg.gru_variant != "reset_after":
-        raise NotSupported(
-            "mxnet builtin: gluon.rnn.GRU computes only the reset_after candidate "
-            "(R * (H W_hh + b_hn)); reset_before exists only in the scratch implementation")
+    if cfg.impl == "builtin":
+        refuse_reset_before(cfg.spec("encoder"), builtin_name("gru"))
     params, ctx = cast_params(params, dtype), resolve_device(device)
     as_params = lambda keys: {k: make_parameter(k, params[k], dtype, ctx) for k in keys}
     try:
         if cfg.impl == "scratch":
             return MXNetSeq2Seq(cfg, dtype, ctx, as_params(params), code_path=SCRATCH_CODE_PATH)
         nets = {f"{side}.l{k}": make_builtin(cfg.layer_spec(side, k),
-                                             to_native(cfg.layer_spec(side, k),
-                                                       layer_params(params, side, k)), dtype, ctx)
+                                             layer_params(params, side, k), dtype, ctx)
                 for side in SIDES for k in range(cfg.num_layers)}
     except mx.base.MXNetError as exc:
         raise NotSupported(f"mxnet {cfg.impl} seq2seq {dtype}: {mxnet_error_text(exc)}") from exc
@@ -144,23 +145,23 @@ def canonical(model: MXNetSeq2Seq, named: Dict[str, np.ndarray], grads: bool = F
 
 def seq2seq_params(model: MXNetSeq2Seq) -> Params:
     """The current parameters in canonical form (NumPy copies)."""
-    return canonical(model, {k: p.data(model.ctx).asnumpy() for k, p in model.leaves().items()})
+    return canonical(model, {k: to_numpy(p.data(model.ctx)) for k, p in model.leaves().items()})
 
 
 def forward(model: MXNetSeq2Seq, src, dec_in) -> np.ndarray:
     """Teacher-forced logits `(B, T, Vt)` (NumPy), no dropout; `src: (B, Ts)`, `dec_in: (B, T)`."""
     cfg = model.cfg
-    return logits_of(model, model.ids(src, cfg.src_vocab_size, "source"),
-                     model.ids(dec_in, cfg.tgt_vocab_size, "decoder input")).asnumpy()
+    return to_numpy(logits_of(model, model.ids_in(src, cfg.src_vocab_size, "source"),
+                              model.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input")))
 
 
 def loss_and_backward(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len, drops=None):
     """Forward, masked loss and backward: gradients left in the `Parameter`s; nd scalar loss."""
     cfg, label = model.cfg, np.asarray(label)
-    src, dec_in = (model.ids(src, cfg.src_vocab_size, "source"),
-                   model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"))
-    label_nd = model.ids(label, cfg.tgt_vocab_size, "label")
-    mask = to_nd(label_mask(label_valid_len, label.shape[1], model.dtype), model.ctx, model.dtype)
+    src, dec_in = (model.ids_in(src, cfg.src_vocab_size, "source"),
+                   model.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input"))
+    label_nd = model.ids_in(label, cfg.tgt_vocab_size, "label")
+    mask = from_numpy(label_mask(label_valid_len, label.shape[1], model.dtype), model.dtype, model.ctx)
     with mx.autograd.record():
         loss = masked_loss(logits_of(model, src, dec_in, drops), label_nd, mask)
     loss.backward()
@@ -170,16 +171,16 @@ def loss_and_backward(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len, 
 def loss_grads(model: MXNetSeq2Seq, src, dec_in, label, label_valid_len):
     """`(masked loss, canonical gradients)` (NumPy), no dropout; label `(B, T)`, lengths `(B,)`."""
     loss = loss_and_backward(model, src, dec_in, label, label_valid_len)
-    named = {k: p.grad(model.ctx).asnumpy() for k, p in model.leaves().items()}
+    named = {k: to_numpy(p.grad(model.ctx)) for k, p in model.leaves().items()}
     return float(loss.asscalar()), canonical(model, named, grads=True)
 
 
-def duplicate_bias_masks(model: MXNetSeq2Seq) -> Dict[str, np.ndarray]:
-    """Per built-in `l0_h2h_bias`: 0 on the r, z blocks (duplicates of `b_r`, `b_z`), 1 on the
-    candidate's block (`b_hn`); see train.py for why. Empty for scratch."""
-    H = model.cfg.hidden_size
-    mask = np.concatenate([np.full(H, float(g == "h")) for g in NATIVE_GATES["gru"]])
-    return {f"{name}.l0_h2h_bias": mask for name in model.nets}
+def bias_masks(model: MXNetSeq2Seq) -> Dict[str, object]:
+    """`common.params.duplicate_bias_masks` of each built-in's `l0_h2h_bias` (see train.py for
+    why), as nd arrays; empty for scratch."""
+    names = [f"{name}.l0_h2h_bias" for name in model.nets]
+    masks = duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
+    return {k: from_numpy(m, model.dtype, model.ctx) for k, m in masks.items()}
 
 
 class Trainer:
@@ -193,12 +194,12 @@ class Trainer:
         self.model, self.clip, self.draws = model, clip, DropoutDraws(model.cfg, dropout, seed)
         leaves = model.leaves()
         self.grads = [p.grad(model.ctx) for p in leaves.values()]
-        self.masks = [(leaves[name].grad(model.ctx), to_nd(mask, model.ctx, model.dtype))
-                      for name, mask in duplicate_bias_masks(model).items()]
+        self.masks = [(leaves[name].grad(model.ctx), mask)
+                      for name, mask in bias_masks(model).items()]
         self.trainer = mx.gluon.Trainer(list(leaves.values()), "adam", {"learning_rate": lr})
 
     def step(self, src, dec_in, label, label_valid_len) -> float:
-        drops = {k: to_nd(v, self.model.ctx, self.model.dtype)
+        drops = {k: from_numpy(v, self.model.dtype, self.model.ctx)
                  for k, v in self.draws.next(src, dec_in).items()}
         loss = loss_and_backward(self.model, src, dec_in, label, label_valid_len, drops)
         for grad, mask in self.masks:
@@ -221,7 +222,7 @@ def make_trainer(model: MXNetSeq2Seq, lr: float = 0.005, clip: Optional[float] =
 def greedy(model: MXNetSeq2Seq, src, bos: int, eos: int, num_steps: int):
     """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
     `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
-    src = model.ids(src, model.cfg.src_vocab_size, "source")
+    src = model.ids_in(src, model.cfg.src_vocab_size, "source")
     arrays, B = model.arrays(), src.shape[0]
     finals = encode(model, arrays, src)
     token, states, out = nd.full((B, 1), bos, ctx=model.ctx, dtype="int64"), finals, []
@@ -229,7 +230,7 @@ def greedy(model: MXNetSeq2Seq, src, bos: int, eos: int, num_steps: int):
     for _ in range(num_steps):
         logits, states = decode(model, arrays, token, finals[-1], states)
         token = nd.argmax(logits, axis=-1).astype("int64")
-        out.append(token[:, 0].asnumpy())  # the host sync decides when every row is done
+        out.append(to_numpy(token[:, 0]))  # the host sync decides when every row is done
         done |= out[-1] == eos
         if done.all():
             break

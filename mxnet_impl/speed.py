@@ -7,10 +7,6 @@ train.py), not a copy.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import numpy as np
 
 from common.errors import NotSupported
@@ -18,58 +14,16 @@ from common.params import init_lm_params
 from common.speedcase import SpeedCase, Step
 
 from ._mx import mx
-from .adapter import BACKEND, openmp_counts
+from .adapter import BACKEND
+from .arrays import from_numpy
 from .devices import resolve_device
-from .layers import to_nd
+from .runtime import gpu_names, make_sync, pin_threads, threads_used, versions  # noqa: F401
 
 nd = mx.nd
 # nd.dot goes to the OpenBLAS bundled with MXNet 1.9.1; FullyConnected to oneDNN
 # (docs/performance.md)
 GEMM_OPS = ("nd.dot", "nd.FullyConnected")
 FRAMEWORK = "mxnet"
-
-
-def pin_threads(threads: int) -> None:
-    """MXNet sizes its OpenMP teams from OMP_NUM_THREADS when libmxnet loads, so the speed worker
-    sets it before the import; this only checks that it did."""
-    if os.environ.get("OMP_NUM_THREADS") != str(threads):
-        raise RuntimeError(f"OMP_NUM_THREADS must be {threads} before MXNet is imported, "
-                           f"found {os.environ.get('OMP_NUM_THREADS')!r}")
-
-
-def threads_used() -> dict:
-    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS")
-           if k in os.environ}
-    return {**env, **openmp_counts()}
-
-
-def versions() -> dict:
-    return {"mxnet": mx.__version__}
-
-
-def _num_gpus() -> int:
-    try:
-        return mx.context.num_gpus()
-    except mx.base.MXNetError:  # a CUDA build without a usable driver raises here
-        return 0
-
-
-def gpu_names() -> list:
-    """MXNet exposes no device names; `nvidia-smi` gives them when present."""
-    count = _num_gpus()
-    if not count:
-        return []
-    names = []
-    if shutil.which("nvidia-smi"):
-        proc = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                              capture_output=True, text=True)
-        names = proc.stdout.strip().splitlines() if proc.returncode == 0 else []
-    return [names[i] if i < len(names) else f"gpu:{i}" for i in range(count)]
-
-
-def make_sync(ctx):
-    """The barrier that ends a timed region: every pending operation of the engine."""
-    return lambda _result=None: nd.waitall()
 
 
 def _device_name(ctx):
@@ -103,12 +57,12 @@ def gemm_step(op: str, M: int, K: int, N: int, device: str = "cpu", dtype: str =
         raise NotSupported(f"mxnet has no GEMM op {op!r} here; it has {', '.join(GEMM_OPS)}")
     ctx = resolve_device(device)
     rng = np.random.default_rng(0)
-    a = to_nd(rng.normal(size=(M, K)), ctx, dtype)
+    a = from_numpy(rng.normal(size=(M, K)), dtype, ctx)
     if op == "nd.dot":
-        b = to_nd(rng.normal(size=(K, N)), ctx, dtype)
+        b = from_numpy(rng.normal(size=(K, N)), dtype, ctx)
         fn = lambda: nd.dot(a, b)
     else:
-        w = to_nd(rng.normal(size=(N, K)), ctx, dtype)  # FullyConnected: x W^T
+        w = from_numpy(rng.normal(size=(N, K)), dtype, ctx)  # FullyConnected: x W^T
         fn = lambda: nd.FullyConnected(a, w, no_bias=True, num_hidden=N)
     return Step(fn, make_sync(ctx), op, _device_name(ctx))
 

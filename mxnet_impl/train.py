@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-import numpy as np
 
 from common.config import OPTIMIZERS, check_choice
-from common.params import Params, prefixes, redundant_bias_keys
+from common.params import Params, duplicate_bias_masks, prefixes
 
 from ._mx import mx
 from .convert import NATIVE_GATES, native_prefix
-from .layers import to_nd
+from .arrays import from_numpy
 from .lm import MXNetLM, detach_state, loss_and_backward
 
 nd = mx.nd
@@ -42,17 +41,13 @@ def clip_gradients(grads: List, theta: float) -> List:
     return grads
 
 
-def duplicate_bias_masks(model: MXNetLM) -> Dict[str, np.ndarray]:
-    """Per recurrent-side bias of the built-in (native name): 0 on blocks that duplicate a
-    canonical bias, 1 on GRU's candidate block (`b_hn`). Scratch models: 0 on the canonical
-    biases that duplicate another (`common.params.redundant_bias_keys`: the reset_before GRU's
-    `b_hn`), none otherwise."""
-    spec, H = model.cfg.layer_spec, model.cfg.hidden_size
-    if model.net is None:
-        return {k: np.zeros(H) for k in redundant_bias_keys(spec)}
-    gates = NATIVE_GATES[spec.cell]
-    blocks = [np.full(H, 1.0 if (spec.cell == "gru" and g == "h") else 0.0) for g in gates]
-    return {native_prefix(p) + "h2h_bias": np.concatenate(blocks) for p in prefixes(spec)}
+def bias_masks(model: MXNetLM) -> Dict[str, object]:
+    """`common.params.duplicate_bias_masks` by Gluon's names (`l0_h2h_bias`, ...) for the
+    built-in, by canonical names for scratch, as nd arrays."""
+    spec = model.cfg.layer_spec
+    names = None if model.net is None else [native_prefix(p) + "h2h_bias" for p in prefixes(spec)]
+    masks = duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
+    return {k: from_numpy(m, model.dtype, model.ctx) for k, m in masks.items()}
 
 
 class Trainer:
@@ -77,8 +72,8 @@ class Trainer:
         self.model, self.clip = model, clip
         leaves = model.leaves()
         self.grads = [p.grad(model.ctx) for p in leaves.values()]
-        self.masks = [(leaves[name].grad(model.ctx), to_nd(mask, model.ctx, model.dtype))
-                      for name, mask in duplicate_bias_masks(model).items()]
+        self.masks = [(leaves[name].grad(model.ctx), mask)
+                      for name, mask in bias_masks(model).items()]
         # one context, so no kvstore; the loss is already a mean, hence step(1) below
         self.trainer = mx.gluon.Trainer(list(leaves.values()), optimizer, {"learning_rate": lr})
 

@@ -30,7 +30,8 @@ def flax_init_tree(spec):
     """Flax's own parameter tree for `spec` (flattened with `/`), shapes only."""
     module = layers.BuiltinStack(spec, jnp.float32)
     X = jnp.zeros((T, B, spec.input_size))
-    carries = [layers._to_flax_carry(spec, s) for s in layers.zero_states(spec, X)]
+    zeros = layers.zero_states(spec, X.shape[1], X.dtype, None)
+    carries = [layers._to_flax_carry(spec, s) for s in zeros]
     shapes_ = jax.eval_shape(module.init, jax.random.key(0), X, carries)["params"]
     return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes_, sep="/").items()}
 
@@ -209,7 +210,7 @@ def test_pure_forward_takes_none_states_inside_jit(impl):
     with devices.compute_scope(jax.devices("cpu")[0], "float64"):
         X = jnp.asarray(X)
         Y_none, _ = jax.jit(run, static_argnums=0)(spec, params, X, None)
-        Y_zero, _ = run(spec, params, X, layers.zero_states(spec, X))
+        Y_zero, _ = run(spec, params, X, layers.zero_states(spec, X.shape[1], X.dtype, None))
         np.testing.assert_allclose(np.asarray(Y_none), np.asarray(Y_zero),
                                    **allclose("default state"))
 
@@ -235,7 +236,7 @@ def test_info_reports_the_framework():
     json.dumps(info)
     assert info["versions"] == {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
                                 "flax": flax.__version__, "optax": optax.__version__}
-    assert info["default_backend"] == jax.default_backend()
+    assert info["details"]["default_backend"] == jax.default_backend()
     assert len(info["devices"]) == len(jax.devices()) >= 1
-    assert info["x64_default"] is False
+    assert info["details"]["x64_default"] is False
     assert info["threads"]["cpu_count"] >= 1

@@ -22,7 +22,8 @@ from mxnet_impl import convert  # noqa: E402  (after the skip: needs mxnet)
 from mxnet_impl._mx import mx  # noqa: E402
 from mxnet_impl.adapter import mxnet_error_text  # noqa: E402
 from mxnet_impl.devices import resolve_device  # noqa: E402
-from mxnet_impl.layers import builtin_forward, make_builtin, to_nd  # noqa: E402
+from mxnet_impl.arrays import from_numpy  # noqa: E402
+from mxnet_impl.layers import builtin_forward, builtin_from_native, make_builtin  # noqa: E402
 
 CELLS = ["rnn", "lstm", "gru"]
 STACKS = [(1, False), (2, True)]
@@ -39,10 +40,10 @@ def random_native(spec, seed=0):
 
 def gluon_forward(spec, native, X, state, hybridize=True):
     """Run Gluon's fused layer holding `native` on NumPy inputs (float64, CPU)."""
-    net = make_builtin(spec, native, "float64", mx.cpu(), hybridize=hybridize)
-    nd64 = lambda a: to_nd(a, mx.cpu(), "float64")
+    net = builtin_from_native(spec, native, "float64", mx.cpu(), hybridize=hybridize)
+    nd64 = lambda a: from_numpy(a, "float64", mx.cpu())
     state_nd = [tuple(map(nd64, s)) if isinstance(s, tuple) else nd64(s) for s in state]
-    Y, finals = builtin_forward(net, spec, nd64(X), state_nd)
+    Y, finals = builtin_forward(spec, net, nd64(X), state_nd)
     return Y.asnumpy(), [a.asnumpy() for a in flatten_state(finals)]
 
 
@@ -50,7 +51,7 @@ def gluon_forward(spec, native, X, state, hybridize=True):
 @pytest.mark.parametrize("cell", CELLS)
 def test_native_names_match_gluon(cell, layers, bi):
     spec = make_spec(cell, "reset_after", layers, bi)
-    net = make_builtin(spec, convert.to_native(spec, init_params(spec)), "float64", mx.cpu())
+    net = make_builtin(spec, init_params(spec), "float64", mx.cpu())
     gluon = {name[len(net.prefix):]: p.shape for name, p in net.collect_params().items()}
     native = convert.to_native(spec, init_params(spec))
     assert gluon == {k: v.shape for k, v in native.items()}
@@ -146,7 +147,7 @@ def test_hybridized_builtin_matches_imperative(dtype):
 def test_code_path_names_the_kernel():
     spec, params, *_ = case_arrays("rnn", "reset_after", 1, False)
     assert "native CPU kernel" in be.build_layer(spec, "builtin", params, "float64").code_path
-    if be.info()["features"].get("MKLDNN"):
+    if be.info()["details"]["features"].get("MKLDNN"):
         assert "oneDNN" in be.build_layer(spec, "builtin", params, "float32").code_path
     assert "nd.dot" in be.build_layer(spec, "scratch", params, "float64").code_path
     assert "hand-written backward" in be.build_layer(spec, "fast", params, "float64").code_path
@@ -190,6 +191,7 @@ def test_unseen_gpu_raises_with_install_hint(name):
 def test_info_reports_versions_features_and_threads():
     info = be.info()
     json.dumps(info)
+    info = info["details"]
     assert info["backend"] == "mxnet" and info["mxnet"] == mx.__version__
     assert {"MKLDNN", "CUDA", "CUDNN", "OPENMP"} <= set(info["features"])
     assert isinstance(info["num_gpus"], int) and "omp_num_threads" in info

@@ -76,7 +76,7 @@ TORCH_DOC_ORDER = {"rnn": ["h"], "lstm": ["i", "f", "c", "o"], "gru": ["r", "z",
 @builtin_cells
 def test_builtin_from_canonical_matches_reference(cell):
     spec, params, X, state, _, _ = case_arrays(cell, "reset_after", 1, True)
-    module = layers.make_builtin(spec, params, torch.float64)
+    module = layers.make_builtin(spec, params, torch.float64, "cpu")
     with torch.no_grad():
         Y, _ = layers.builtin_forward(spec, module, torch.tensor(X))
     np.testing.assert_allclose(Y.numpy(), reference.forward(spec, params, X)[0],
@@ -109,7 +109,7 @@ def test_swapping_two_gates_changes_the_builtin_output(cell):
     Y_ref, _ = reference.forward(spec, params, X)
     with torch.no_grad():
         Y_swapped, _ = layers.builtin_forward(
-            spec, layers.make_builtin(spec, swapped, torch.float64), torch.tensor(X))
+            spec, layers.make_builtin(spec, swapped, torch.float64, "cpu"), torch.tensor(X))
     assert np.abs(Y_swapped.numpy() - Y_ref).max() > 1e-3
 
 
@@ -131,7 +131,7 @@ def test_bias_gradient_is_input_side_not_sum(cell):
 def test_builtin_bias_gradients_agree_on_both_sides(cell):
     """Why the chain rule holds: with b_ih + b_hh, torch gives both sides the same gradient."""
     spec = make_spec(cell, "reset_after", 1, False)
-    module = layers.make_builtin(spec, init_params(spec), torch.float64)
+    module = layers.make_builtin(spec, init_params(spec), torch.float64, "cpu")
     Y, _ = layers.builtin_forward(spec, module, torch.ones(T, B, I, dtype=torch.float64))
     g_ih, g_hh = torch.autograd.grad(Y.square().sum(), [module.bias_ih_l0, module.bias_hh_l0])
     rows = slice(0, 2 * H) if cell == "gru" else slice(None)  # GRU's n block differs by R
@@ -212,8 +212,8 @@ def test_info_reports_the_framework():
     info = BACKEND.info()
     json.dumps(info)
     assert info["versions"]["torch"] == torch.__version__
-    assert info["num_threads"] == torch.get_num_threads() >= 1
-    assert info["num_interop_threads"] >= 1
-    assert info["cuda_available"] == torch.cuda.is_available()
+    assert info["details"]["num_threads"] == torch.get_num_threads() >= 1
+    assert info["details"]["num_interop_threads"] >= 1
+    assert info["details"]["cuda_available"] == torch.cuda.is_available()
     assert info["devices"][0] == "cpu" and len(info["devices"]) == 1 + torch.cuda.device_count()
-    assert isinstance(info["mkldnn_available"], bool)
+    assert isinstance(info["details"]["mkldnn_available"], bool)

@@ -154,7 +154,7 @@ def test_gap_closed():
 
 def _autodiff_scan(split, reverse, W_h, q, XP, state0):
     import jax
-    from jax_impl.recurrence import _hidden
+    from common.backend import hidden_of as _hidden
 
     def body(state, xp):
         state = split.pointwise(q, xp, _hidden(state) @ W_h, state)

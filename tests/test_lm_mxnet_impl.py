@@ -16,7 +16,7 @@ if not is_available("mxnet"):
 be = get_backend("mxnet")
 
 from mxnet_impl._mx import mx  # noqa: E402  (after the skip: needs mxnet)
-from mxnet_impl.layers import to_nd  # noqa: E402
+from mxnet_impl.arrays import from_numpy  # noqa: E402
 from mxnet_impl.train import clip_gradients  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def test_code_path_names_the_kernel(impl, dtype):
 def test_clip_gradients_is_d2l_exact():
     """The global norm over all arrays, no epsilon; exactly unchanged below the threshold."""
     g = [np.array([3.0, 0.0]), np.array([[4.0]])]  # norm 5
-    nd = lambda a: to_nd(a, mx.cpu(), "float64")
+    nd = lambda a: from_numpy(a, "float64", mx.cpu())
     clipped = [a.asnumpy() for a in clip_gradients([nd(a) for a in g], 2.5)]
     np.testing.assert_array_equal(clipped[0], [1.5, 0.0])
     np.testing.assert_array_equal(clipped[1], [[2.0]])

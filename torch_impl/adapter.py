@@ -1,5 +1,5 @@
-"""The PyTorch backend: the `common.backend.Backend` protocol over `layers.py`, and the
-`LMBackend` protocol over `lm.py` and `train.py`.
+"""The PyTorch backend: `common.backend.Backend`'s hooks over `layers.py`, and for language
+models over `lm.py` and `train.py`.
 
 NumPy in, NumPy out, in the layer's dtype. A layer handle holds either the canonical parameters
 as leaf tensors (scratch and fast) or the `nn.RNN/LSTM/GRU` module (builtin); no state is kept in it.
@@ -14,14 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.backend import VJPResult, check_state_count
-from common.config import DTYPES, IMPLS, SPEED_DTYPES, LayerSpec, check_choice
+from common.backend import Backend, VJPResult
+from common.config import LayerSpec
 from common.errors import NotSupported
-from common.params import Params, cast_params, check_params, lm_param_shapes, param_shapes
+from common.params import Params
 
-from . import lm, train
+from . import lm, runtime, train
+from .arrays import from_numpy, states_in, states_out, to_numpy
 from .convert import from_native, grads_from_native
-from .devices import TORCH_DTYPES, device_names, resolve_device
+from .devices import TORCH_DTYPES, resolve_device
 from .layers import (builtin_code_path, builtin_forward, builtin_name, code_path_of, forward_of,
                      make_builtin)
 
@@ -51,24 +52,14 @@ class TorchLayer:
 
     def tensor(self, array, requires_grad=False) -> torch.Tensor:
         """A NumPy array as a fresh tensor in the layer's dtype and device."""
-        t = torch.tensor(np.asarray(array), dtype=TORCH_DTYPES[self.dtype], device=self.device)
-        return t.requires_grad_(requires_grad)
+        return from_numpy(array, self.dtype, self.device).requires_grad_(requires_grad)
 
     def states_in(self, state, requires_grad=False):
         """A contract-layout NumPy state as tensors (None stays None)."""
-        if state is None:
-            return None
-        check_state_count(self.spec, state)
-        as_t = lambda a: self.tensor(a, requires_grad)
-        return [tuple(map(as_t, s)) if self.spec.cell == "lstm" else as_t(s) for s in state]
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-def _states_out(states) -> List:
-    return [tuple(map(to_numpy, s)) if isinstance(s, tuple) else to_numpy(s) for s in states]
+        states = states_in(self.spec, state, self.dtype, self.device)
+        for t in _flat(states):
+            t.requires_grad_(requires_grad)
+        return states
 
 
 def _flat(states) -> List[torch.Tensor]:
@@ -98,33 +89,18 @@ def _probe(layer: TorchLayer) -> None:
                            f"{exc}") from exc
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     """PyTorch: d2l's cells in a Python loop, the fast scratch, or `torch.nn.RNN/LSTM/GRU`."""
 
     name = "torch"
+    builtin_gru = builtin_name("gru")
 
     def info(self) -> dict:
-        return {
-            "framework": "torch",
-            "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
-                         "cudnn": torch.backends.cudnn.version()},
-            "num_threads": torch.get_num_threads(),
-            "num_interop_threads": torch.get_num_interop_threads(),
-            "threads": {"num_threads": torch.get_num_threads(),
-                        "num_interop_threads": torch.get_num_interop_threads()},
-            "cuda_available": torch.cuda.is_available(),
-            "devices": ["cpu", *device_names()],
-            "mkl_available": torch.backends.mkl.is_available(),
-            "mkldnn_available": torch.backends.mkldnn.is_available(),
-            "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),  # oneDNN LSTM off if False
-        }
+        return runtime.info()
 
-    def build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str = "float32",
-                    device: str = "cpu") -> TorchLayer:
-        check_choice("impl", impl, IMPLS)
-        check_choice("dtype", dtype, DTYPES)
-        check_params(params, param_shapes(spec))
-        params, dev = cast_params(params, dtype), resolve_device(device)
+    def _build_layer(self, spec: LayerSpec, impl: str, params: Params, dtype: str,
+                     device: str) -> TorchLayer:
+        dev = resolve_device(device)
         layer = TorchLayer(spec, impl, dtype, dev,
                            code_path=code_path_of(impl, spec, TORCH_DTYPES[dtype], dev))
         if impl == "builtin":
@@ -136,13 +112,13 @@ class TorchBackend:
         return layer
 
     def get_params(self, layer: TorchLayer) -> Params:
-        arrays = {k: to_numpy(v).copy() for k, v in layer.leaves().items()}  # CPU numpy() aliases
+        arrays = {k: to_numpy(v) for k, v in layer.leaves().items()}
         return arrays if layer.impl != "builtin" else from_native(layer.spec, arrays)
 
     def forward(self, layer: TorchLayer, X: np.ndarray, state: Optional[list] = None):
         with torch.no_grad():
             Y, finals = layer.run(layer.tensor(X), layer.states_in(state))
-        return to_numpy(Y), _states_out(finals)
+        return to_numpy(Y), states_out(finals)
 
     def vjp(self, layer: TorchLayer, X: np.ndarray, state: Optional[list], G: np.ndarray,
             G_state: Optional[list] = None) -> VJPResult:
@@ -160,28 +136,19 @@ class TorchBackend:
         if layer.impl == "builtin":
             named = grads_from_native(layer.spec, named)
         dstate = None if state is None else _regroup(layer.spec, grads[len(leaves) + 1:])
-        return VJPResult(to_numpy(Y), _states_out(finals), named, grads[len(leaves)], dstate)
+        return VJPResult(to_numpy(Y), states_out(finals), named, grads[len(leaves)], dstate)
 
-    # Language models (common.backend.LMBackend).
+    # Language models.
 
-    def build_lm(self, cfg, params: Params, dtype: str = "float32",
-                 device: str = "cpu") -> lm.TorchLM:
-        check_choice("dtype", dtype, SPEED_DTYPES)
-        if cfg.layer_spec.bidirectional:
-            raise NotSupported("a bidirectional language model would see the tokens it predicts")
-        check_params(params, lm_param_shapes(cfg))
-        model = lm.build_lm(cfg, cast_params(params, dtype), TORCH_DTYPES[dtype],
-                            resolve_device(device))
+    def _build_lm(self, cfg, params: Params, dtype: str, device: str) -> lm.TorchLM:
+        model = lm.build_lm(cfg, params, TORCH_DTYPES[dtype], resolve_device(device))
         _probe_lm(model)
         return model
-
-    def lm_params(self, model: lm.TorchLM) -> Params:
-        return model.canonical_params()
 
     def lm_forward(self, model: lm.TorchLM, ids: np.ndarray, state: Optional[list] = None):
         with torch.no_grad():
             logits, finals = model.forward(model.ids_in(ids), model.states_in(state))
-        return np.ascontiguousarray(to_numpy(logits)), _states_out(finals)
+        return np.ascontiguousarray(to_numpy(logits)), states_out(finals)
 
     def lm_loss_grads(self, model: lm.TorchLM, ids: np.ndarray, targets: np.ndarray,
                       state: Optional[list] = None):
@@ -192,7 +159,7 @@ class TorchBackend:
         grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True,
                                     materialize_grads=True)
         named = {k: to_numpy(g) for k, g in zip(leaves, grads)}
-        return loss.item(), model.canonical(named, grads=True), _states_out(finals)
+        return loss.item(), model.canonical(named, grads=True), states_out(finals)
 
     def make_trainer(self, model: lm.TorchLM, optimizer: str = "sgd", lr: float = 1.0,
                      clip: Optional[float] = 1.0) -> train.Trainer:

@@ -25,6 +25,7 @@ from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, dropout_ke
 from common.params import Params
 
 from . import lm
+from .arrays import from_numpy, ids_in, to_numpy
 from .devices import TORCH_DTYPES, resolve_device
 from .layers import builtin_forward, run_direction
 
@@ -104,7 +105,7 @@ class LoopModel:
         return dict(self.params)
 
     def canonical_params(self) -> Params:
-        return {k: v.detach().cpu().numpy().copy() for k, v in self.params.items()}
+        return {k: to_numpy(v) for k, v in self.params.items()}
 
 
 def build_model(spec: LadderSpec, params: Params, device, dtype: str = "float32"):
@@ -114,7 +115,7 @@ def build_model(spec: LadderSpec, params: Params, device, dtype: str = "float32"
         V, H = params["embedding"].shape
         cfg = LMConfig(spec.arch, "builtin", V, H, spec.num_layers, embed_size=H)
         return lm.build_lm(cfg, params, TORCH_DTYPES[dtype], device)
-    leaf = lambda a: torch.tensor(a, dtype=TORCH_DTYPES[dtype], device=device, requires_grad=True)
+    leaf = lambda a: from_numpy(a, dtype, device).requires_grad_()
     return LoopModel({k: leaf(v) for k, v in params.items()})
 
 
@@ -186,12 +187,9 @@ class Trainer:
                                                         spec.wd, sched)
         self.hidden, self.seed, self.count = params["embedding"].shape[1], seed, 0
 
-    def _ids(self, a):
-        return torch.as_tensor(np.asarray(a), dtype=torch.long, device=self.device)
-
     def _forward(self, x, state, keep=None):
         m = self.model
-        return forward(self.spec, m.params, m.module, self._ids(x), state, keep)
+        return forward(self.spec, m.params, m.module, ids_in(x, self.device), state, keep)
 
     def _keep(self, x):
         """This step's dropout mask as a tensor (None without dropout); counts the step."""
@@ -204,7 +202,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():
             fwd = self._forward(x, state, self._keep(x))
-            loss = cross_entropy(fwd.logits, self._ids(y))
+            loss = cross_entropy(fwd.logits, ids_in(y, self.device))
             total = loss + ar_tar(fwd.raw, fwd.out, self.spec.alpha, self.spec.beta) \
                 if self.spec.alpha or self.spec.beta else loss
         total.backward()
@@ -216,7 +214,7 @@ class Trainer:
         """No dropout, no update -> (summed cross-entropy, correct predictions, positions, state)."""
         with torch.no_grad():
             fwd = self._forward(x, state)
-            y = self._ids(y)
+            y = ids_in(y, self.device)
             loss_sum = cross_entropy(fwd.logits, y, reduction="sum").item()
             correct = (fwd.logits.argmax(-1) == y).sum().item()
         return loss_sum, int(correct), int(y.numel()), fwd.state
@@ -233,10 +231,6 @@ def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu"
 
 # ---------------------------------------------------------------- NumPy helpers for tests
 
-def _np(t):
-    return None if t is None else t.detach().cpu().numpy()
-
-
 def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, seed=0,
                   dtype: str = "float32"):
     """One forward on fresh parameters in `dtype`, NumPy in (ids, state) and out -> Forward of
@@ -248,7 +242,7 @@ def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, 
     keep = None if keep is None else torch.as_tensor(keep)
     with torch.no_grad():
         fwd = forward(spec, model.params, model.module, torch.as_tensor(x), state, keep)
-    return Forward(_np(fwd.logits), map_state(_np, fwd.state), _np(fwd.raw), _np(fwd.out))
+    return Forward(to_numpy(fwd.logits), to_numpy(fwd.state), to_numpy(fwd.raw), to_numpy(fwd.out))
 
 
 def ar_tar_numpy(raw, out, alpha, beta) -> float:
@@ -262,5 +256,5 @@ def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
     fwd = forward(spec, model.params, model.module, torch.as_tensor(x))
     loss = cross_entropy(fwd.logits, torch.as_tensor(y))
     loss.backward()
-    grads = {k: v.grad.cpu().numpy() for k, v in model.leaves().items()}
+    grads = {k: to_numpy(v.grad) for k, v in model.leaves().items()}
     return loss.item(), (model.canonical(grads, grads=True) if spec.builtin else grads)

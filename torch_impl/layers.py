@@ -17,10 +17,11 @@ from typing import List, Optional
 import torch
 from torch import nn
 
+from common.backend import hidden_of, refuse_reset_before
 from common.config import LayerSpec
-from common.errors import NotSupported
 from common.params import CELL_GATES, Params, prefixes, sub_params
 
+from .arrays import framework_dtype
 from .cells import step_fn
 from .convert import to_native
 from .recurrence import hand_gru, hand_lstm, hand_rnn, packable, scripted_reset_before
@@ -28,14 +29,9 @@ from .recurrence import hand_gru, hand_lstm, hand_rnn, packable, scripted_reset_
 BUILTINS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
-def hidden_of(state):
-    """The hidden `H` of a state (`(H, C)` for LSTM)."""
-    return state[0] if isinstance(state, tuple) else state
-
-
-def zero_states(spec: LayerSpec, X: torch.Tensor) -> List:
-    """All-zero states for `X: (T, B, I)`, in the contract's layout."""
-    zeros = lambda: X.new_zeros((X.shape[1], spec.hidden_size))
+def zero_states(spec: LayerSpec, batch: int, dtype, device) -> List:
+    """All-zero states of `batch` rows, in the contract's layout."""
+    zeros = lambda: torch.zeros((batch, spec.hidden_size), dtype=dtype, device=device)
     return [(zeros(), zeros()) if spec.cell == "lstm" else zeros() for _ in prefixes(spec)]
 
 
@@ -55,7 +51,7 @@ def stack_forward(spec: LayerSpec, run, params, X, states=None):
 
     `params`: canonical names (with prefixes) -> tensors.
     """
-    states = zero_states(spec, X) if states is None else states
+    states = zero_states(spec, X.shape[1], X.dtype, X.device) if states is None else states
     pre, D = prefixes(spec), spec.num_directions
     finals, inputs = [], X
     for layer in range(spec.num_layers):
@@ -169,13 +165,11 @@ def code_path_of(impl: str, spec: LayerSpec, dtype, device) -> str:
     return fast_code_path(spec, dtype, device) if impl == "fast" else SCRATCH_CODE_PATH
 
 
-def make_builtin(spec: LayerSpec, params: Params, dtype=torch.float32, device="cpu") -> nn.Module:
-    """The framework's own `nn.RNN/LSTM/GRU` holding canonical `params` (NumPy) exactly."""
-    if spec.cell == "gru" and spec.gru_variant != "reset_after":
-        raise NotSupported(
-            f"{builtin_name('gru')} computes only the reset_after candidate "
-            f"(tanh(X W_xh + b_h + R * (H W_hh + b_hn))); {spec.gru_variant} needs "
-            "impl='scratch' or 'fast'")
+def make_builtin(spec: LayerSpec, params: Params, dtype, device) -> nn.Module:
+    """The framework's own `nn.RNN/LSTM/GRU` holding canonical `params` (NumPy) exactly, in
+    `dtype` (a contract name or torch dtype) on `device`."""
+    refuse_reset_before(spec, builtin_name("gru"))
+    dtype = framework_dtype(dtype)
     extra = {"nonlinearity": spec.activation} if spec.cell == "rnn" else {}
     module = BUILTINS[spec.cell](spec.input_size, spec.hidden_size, num_layers=spec.num_layers,
                                  bidirectional=spec.bidirectional, dtype=dtype, device=device,
@@ -203,7 +197,8 @@ def _unpack_states(spec: LayerSpec, native) -> List:
     return list(native.unbind(0))
 
 
-def builtin_forward(spec: LayerSpec, module: nn.Module, X, states: Optional[list] = None):
-    """Run the built-in on `X: (T, B, I)` -> `(Y: (T, B, H*D), finals)`; None states = zeros."""
-    Y, native_finals = module(X, _pack_states(spec, states))
+def builtin_forward(spec: LayerSpec, native: nn.Module, X, states: Optional[list] = None):
+    """Run the built-in `native` (from `make_builtin`) on `X: (T, B, I)` ->
+    `(Y: (T, B, H*D), finals)`; None states = zeros."""
+    Y, native_finals = native(X, _pack_states(spec, states))
     return Y, _unpack_states(spec, native_finals)

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.config import LMConfig
-from common.params import LM_HEAD_KEYS, Params, lm_canonical, prefixes
+from common.params import LM_HEAD_KEYS, Params, lm_canonical
 
+from .arrays import from_numpy, ids_in, states_in, to_numpy
 from .convert import from_native, grads_from_native
 from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
 
@@ -58,10 +59,6 @@ def detach_state(states) -> List:
             for st in states]
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().copy()  # on CPU .numpy() aliases the tensor
-
-
 @dataclass
 class TorchLM:
     """A language model's parameters: canonical leaf tensors in `params` (the head, and for
@@ -85,20 +82,11 @@ class TorchLM:
 
     def ids_in(self, ids) -> torch.Tensor:
         """Token ids (NumPy or tensor) as a long tensor on the model's device."""
-        return torch.as_tensor(ids, dtype=torch.long, device=self.device)
+        return ids_in(ids, self.device)
 
-    def states_in(self, state, requires_grad=False):
+    def states_in(self, state):
         """A state in the contract's layout (NumPy or tensors) as tensors; None stays None."""
-        if state is None:
-            return None
-        expected = len(prefixes(self.cfg.layer_spec))
-        if len(state) != expected:
-            raise ValueError(f"{self.cfg.layer_spec.label} takes {expected} states "
-                             f"(one per layer), got {len(state)}")
-        def as_t(a):
-            t = torch.as_tensor(a, dtype=self.dtype, device=self.device)  # no copy if it fits
-            return t.requires_grad_() if requires_grad else t
-        return [tuple(map(as_t, s)) if self.cfg.cell == "lstm" else as_t(s) for s in state]
+        return states_in(self.cfg.layer_spec, state, self.dtype, self.device)
 
     def canonical(self, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
         """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
@@ -108,7 +96,7 @@ class TorchLM:
 
     def canonical_params(self) -> Params:
         """The current parameters in canonical form (NumPy copies)."""
-        return self.canonical({k: _numpy(v) for k, v in self.leaves().items()})
+        return self.canonical({k: to_numpy(v) for k, v in self.leaves().items()})
 
 
 def build_lm(cfg: LMConfig, params: Params, dtype: torch.dtype, device: torch.device) -> TorchLM:
@@ -117,7 +105,7 @@ def build_lm(cfg: LMConfig, params: Params, dtype: torch.dtype, device: torch.de
     Builtin: the layer stack goes into the module once, in torch's layout, and stays there
     while training; only the head stays canonical. Raises `NotSupported` as `make_builtin` does.
     """
-    leaf = lambda a: torch.tensor(a, dtype=dtype, device=device, requires_grad=True)
+    leaf = lambda a: from_numpy(a, dtype, device).requires_grad_()
     if cfg.impl != "builtin":
         return TorchLM(cfg, dtype, device, {k: leaf(v) for k, v in params.items()},
                        code_path=code_path_of(cfg.impl, cfg.layer_spec, dtype, device))

@@ -31,6 +31,7 @@ from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_ls
 
 from .cells import lstm_step
 from .convert import grads_from_native
+from .arrays import from_numpy, ids_in, to_numpy
 from .devices import TORCH_DTYPES, resolve_device
 from .layers import builtin_code_path, fast_code_path, fast_forward, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy
@@ -164,7 +165,7 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
     if rung not in RUNGS:
         raise NotSupported(f"torch has no rung {rung!r}; it has {', '.join(RUNGS)}")
     tdtype, dev = TORCH_DTYPES[dtype], resolve_device(device)
-    leaf = lambda a: torch.tensor(a, dtype=tdtype, device=dev, requires_grad=True)
+    leaf = lambda a: from_numpy(a, tdtype, dev).requires_grad_()
     if rung == "builtin":
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
         module = make_builtin(cfg.layer_spec, layer, tdtype, dev)
@@ -220,23 +221,19 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
     return step, make_sync(dev), kernels
 
 
-def _ids(model: TorchRung, ids) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(ids), dtype=torch.long, device=model.device)
-
-
 def loss_and_grads(model: TorchRung, ids, targets):
     """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks."""
     for p in model.leaves.values():
         p.grad = None
-    loss, logits = model.loss(_ids(model, ids), _ids(model, targets))
+    loss, logits = model.loss(ids_in(ids, model.device), ids_in(targets, model.device))
     loss.backward()
-    grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in model.leaves.items()}
-    return float(loss.detach()), logits.detach().cpu().numpy(), model.canonical(grads)
+    grads = {k: to_numpy(p.grad) for k, p in model.leaves.items()}
+    return float(loss.detach()), to_numpy(logits), model.canonical(grads)
 
 
 def make_step(model: TorchRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
     """d2l's training step on one batch: forward, loss, backward, clipping, SGD; returns loss."""
-    ids, targets = _ids(model, ids), _ids(model, targets)
+    ids, targets = ids_in(ids, model.device), ids_in(targets, model.device)
     leaves = list(model.leaves.values())
     optimizer = torch.optim.SGD(leaves, lr=lr)
 

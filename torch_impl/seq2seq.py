@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.params import Params, cast_params
-from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig, check_ids,
+from common.params import Params, cast_params, duplicate_bias_masks
+from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
+from .arrays import from_numpy, ids_in, to_numpy
 from .convert import NATIVE_GATES, from_native, grads_from_native
 from .devices import TORCH_DTYPES, resolve_device
 from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, make_builtin,
@@ -49,15 +50,12 @@ class TorchSeq2Seq:
                   for n, p in m.named_parameters()}
         return {**self.params, **native}
 
-    def ids(self, ids, vocab_size: int, name: str) -> torch.Tensor:
-        return torch.as_tensor(check_ids(ids, vocab_size, name), device=self.device)
+    def ids_in(self, ids, vocab_size: int, name: str) -> torch.Tensor:
+        """Token ids as a long tensor on the model's device, range-checked."""
+        return ids_in(ids, self.device, vocab_size, name)
 
     def array(self, array) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array), dtype=self.dtype, device=self.device)
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().copy()  # on CPU .numpy() aliases the tensor
+        return from_numpy(array, self.dtype, self.device)
 
 
 def run_stack(model: TorchSeq2Seq, side: str, X, states=None, drops=None):
@@ -109,7 +107,7 @@ def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
     """A model holding canonical `params` (NumPy) exactly; NotSupported as `make_builtin`."""
     check_seq2seq_params(cfg, params)
     params, dev, tdtype = cast_params(params, dtype), resolve_device(device), TORCH_DTYPES[dtype]
-    leaf = lambda a: torch.tensor(a, dtype=tdtype, device=dev, requires_grad=True)
+    leaf = lambda a: from_numpy(a, tdtype, dev).requires_grad_()
     if cfg.impl == "scratch":
         return TorchSeq2Seq(cfg, tdtype, dev, {k: leaf(v) for k, v in params.items()},
                             code_path=SCRATCH_CODE_PATH)
@@ -130,25 +128,25 @@ def canonical(model: TorchSeq2Seq, named: Dict[str, np.ndarray], grads: bool = F
 
 def seq2seq_params(model: TorchSeq2Seq) -> Params:
     """The current parameters in canonical form (NumPy copies)."""
-    return canonical(model, {k: _numpy(v) for k, v in model.leaves().items()})
+    return canonical(model, {k: to_numpy(v) for k, v in model.leaves().items()})
 
 
 def forward(model: TorchSeq2Seq, src, dec_in) -> np.ndarray:
     """Teacher-forced logits `(B, T, Vt)` (NumPy), no dropout; `src: (B, Ts)`, `dec_in: (B, T)`."""
     cfg = model.cfg
     with torch.no_grad():
-        logits = logits_of(model, model.ids(src, cfg.src_vocab_size, "source"),
-                           model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"))
-    return np.ascontiguousarray(_numpy(logits))
+        logits = logits_of(model, model.ids_in(src, cfg.src_vocab_size, "source"),
+                           model.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input"))
+    return np.ascontiguousarray(to_numpy(logits))
 
 
 def _loss(model: TorchSeq2Seq, src, dec_in, label, label_valid_len, drops=None):
     cfg = model.cfg
     label = np.asarray(label)
-    logits = logits_of(model, model.ids(src, cfg.src_vocab_size, "source"),
-                       model.ids(dec_in, cfg.tgt_vocab_size, "decoder input"), drops)
+    logits = logits_of(model, model.ids_in(src, cfg.src_vocab_size, "source"),
+                       model.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input"), drops)
     mask = model.array(label_mask(label_valid_len, label.shape[1]))
-    return masked_loss(logits, model.ids(label, cfg.tgt_vocab_size, "label"), mask)
+    return masked_loss(logits, model.ids_in(label, cfg.tgt_vocab_size, "label"), mask)
 
 
 def loss_grads(model: TorchSeq2Seq, src, dec_in, label, label_valid_len):
@@ -158,16 +156,15 @@ def loss_grads(model: TorchSeq2Seq, src, dec_in, label, label_valid_len):
         loss = _loss(model, src, dec_in, label, label_valid_len)
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True,
                                 materialize_grads=True)
-    return loss.item(), canonical(model, {k: _numpy(g) for k, g in zip(leaves, grads)}, grads=True)
+    return loss.item(), canonical(model, {k: to_numpy(g) for k, g in zip(leaves, grads)}, grads=True)
 
 
-def duplicate_bias_masks(model: TorchSeq2Seq) -> Dict[str, torch.Tensor]:
-    """Per built-in `bias_hh_l0`: 0 on the r, z blocks (duplicates of `b_r`, `b_z`), 1 on the
-    candidate's block (`b_hn`); see train.py for why. Empty for scratch."""
-    H = model.cfg.hidden_size
-    mask = torch.cat([torch.full((H,), float(g == "h")) for g in NATIVE_GATES["gru"]])
-    mask = mask.to(dtype=model.dtype, device=model.device)
-    return {f"{name}.bias_hh_l0": mask for name in model.modules}
+def bias_masks(model: TorchSeq2Seq) -> Dict[str, torch.Tensor]:
+    """`common.params.duplicate_bias_masks` of each built-in's `bias_hh_l0` (see train.py for
+    why), as tensors; empty for scratch."""
+    names = [f"{name}.bias_hh_l0" for name in model.modules]
+    masks = duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
+    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
 
 
 class Trainer:
@@ -180,7 +177,7 @@ class Trainer:
         self.model, self.clip, self.draws = model, clip, DropoutDraws(model.cfg, dropout, seed)
         leaves = model.leaves()
         self.leaves = list(leaves.values())
-        self.masks = [(leaves[name], mask) for name, mask in duplicate_bias_masks(model).items()]
+        self.masks = [(leaves[name], mask) for name, mask in bias_masks(model).items()]
         self.optimizer = torch.optim.Adam(self.leaves, lr=lr)
 
     def step(self, src, dec_in, label, label_valid_len) -> float:
@@ -209,7 +206,7 @@ def make_trainer(model: TorchSeq2Seq, lr: float = 0.005, clip: Optional[float] =
 def greedy(model: TorchSeq2Seq, src, bos: int, eos: int, num_steps: int):
     """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
     `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
-    src = model.ids(src, model.cfg.src_vocab_size, "source")
+    src = model.ids_in(src, model.cfg.src_vocab_size, "source")
     out = []
     with torch.no_grad():
         finals = encode(model, src)

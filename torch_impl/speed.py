@@ -20,37 +20,10 @@ from common.speedcase import SpeedCase, Step
 
 from .adapter import BACKEND
 from .devices import TORCH_DTYPES, resolve_device
+from .runtime import gpu_names, make_sync, pin_threads, threads_used, versions  # noqa: F401
 
 GEMM_OPS = ("torch.matmul",)
 FRAMEWORK = "torch"
-
-
-def pin_threads(threads: int) -> None:
-    """Intra-op threads for every CPU kernel (ATen, oneDNN, MKL)."""
-    torch.set_num_threads(threads)
-
-
-def threads_used() -> dict:
-    return {"torch.get_num_threads": torch.get_num_threads(),
-            "torch.get_num_interop_threads": torch.get_num_interop_threads()}
-
-
-def versions() -> dict:
-    return {"torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version()}
-
-
-def gpu_names() -> list:
-    if not torch.cuda.is_available():
-        return []
-    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-
-
-def make_sync(device: torch.device):
-    """The barrier that ends a timed region on `device`."""
-    if device.type == "cuda":
-        return lambda _result=None: torch.cuda.synchronize(device)
-    return lambda _result=None: None  # CPU ops have finished when they return
 
 
 def _device_name(device: torch.device):

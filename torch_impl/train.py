@@ -17,8 +17,9 @@ from typing import Dict, List, Optional
 import torch
 
 from common.config import OPTIMIZERS, check_choice
-from common.params import Params, redundant_bias_keys
+from common.params import Params, duplicate_bias_masks
 
+from .arrays import from_numpy
 from .convert import NATIVE_GATES, native_suffixes
 from .lm import TorchLM, cross_entropy, detach_state
 
@@ -38,19 +39,13 @@ def clip_gradients(grads: List[torch.Tensor], theta: float) -> List[torch.Tensor
     return grads
 
 
-def duplicate_bias_masks(model: TorchLM) -> Dict[str, torch.Tensor]:
-    """Per recurrent-side bias of the built-in (torch's name): 0 on blocks that duplicate a
-    canonical bias, 1 on GRU's candidate block (`b_hn`). Scratch models: 0 on the canonical
-    biases that duplicate another (`common.params.redundant_bias_keys`: the reset_before GRU's
-    `b_hn`), none otherwise."""
-    spec, H = model.cfg.layer_spec, model.cfg.hidden_size
-    if model.module is None:
-        return {k: torch.zeros(H, dtype=model.dtype, device=model.device)
-                for k in redundant_bias_keys(spec)}
-    blocks = [torch.full((H,), 1.0 if (spec.cell == "gru" and g == "h") else 0.0)
-              for g in NATIVE_GATES[spec.cell]]
-    mask = torch.cat(blocks).to(dtype=model.dtype, device=model.device)
-    return {f"bias_hh_{sfx}": mask for _, sfx in native_suffixes(spec)}
+def bias_masks(model: TorchLM) -> Dict[str, torch.Tensor]:
+    """`common.params.duplicate_bias_masks` by torch's names (`bias_hh_l0`, ...) for the
+    built-in, by canonical names for scratch, as tensors."""
+    spec = model.cfg.layer_spec
+    names = None if model.module is None else [f"bias_hh_{s}" for _, s in native_suffixes(spec)]
+    masks = duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
+    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
 
 
 class Trainer:
@@ -62,7 +57,7 @@ class Trainer:
         self.model, self.clip = model, clip
         leaves = model.leaves()
         self.leaves = list(leaves.values())
-        self.masks = [(leaves[name], mask) for name, mask in duplicate_bias_masks(model).items()]
+        self.masks = [(leaves[name], mask) for name, mask in bias_masks(model).items()]
         self.optimizer = OPTIMIZER_CLASSES[optimizer](self.leaves, lr=lr)
 
     def step(self, ids, targets, state=None):
