@@ -7,7 +7,8 @@ from pathlib import Path
 from bench.core import records
 from bench.pages.results import Page, demote, rebase
 
-D2L_RUN = "speed-cpu-d2l"
+D2L_RUN = "speed-cpu-d2l-floors"
+JAX_CURRENT_RUN = "speed-cpu-d2l-jax-current"     # the same grid, JAX only, the current stack
 GRID_RUN = "speed-cpu"
 
 
@@ -30,6 +31,32 @@ def fastest(recs, hidden: int, cell: str = "lstm"):
         if h == hidden and c == cell and r.tokens_per_s > best.get(be, ("", 0.0))[1]:
             best[be] = (impl, r.tokens_per_s)
     return best
+
+
+def jax_versions(d2l, current) -> str:
+    """JAX's training tokens/s in the complete stack's run and the current stack's, case by
+    case, and the JAX-against-the-fastest-built-in bar with the current release."""
+    from bench.speed.bars import JAX_VS_FASTEST, train_rates
+    old, new = train_rates(d2l), train_rates(current)
+    version = lambda rates: next((r.versions.get("jax") for r in rates.values()), "?")
+    va, vb = version({k: v for k, v in old.items() if k[1] == "jax"}), version(new)
+    rows = [f"| H | impl | cell | jax {va} | jax {vb} | ratio |", "|---|---|---|---|---|---|"]
+    for key in sorted(k for k in new if k in old):
+        a, b = old[key].tokens_per_s, new[key].tokens_per_s
+        rows.append(f"| {key[0]} | {key[2]} | {key[3]} | {a:,.0f} | {b:,.0f} | {b / a:.2f} |")
+    lines = []
+    for hidden in sorted({k[0] for k in new}):
+        fast = new.get((hidden, "jax", "fast", "lstm"))
+        builtins = [r for k, r in old.items() if k[0] == hidden and k[2:] == ("builtin", "lstm")
+                    and k[1] != "jax"] + [r for k, r in new.items()
+                                          if k[0] == hidden and k[2:] == ("builtin", "lstm")]
+        if fast and builtins:
+            best = max(builtins, key=lambda r: r.tokens_per_s)
+            ratio = fast.tokens_per_s / best.tokens_per_s
+            lines.append(f"- H={hidden}, JAX {vb} fast LSTM / fastest built-in LSTM "
+                         f"({best.case.backend}): {ratio:.2f} (needs >= {JAX_VS_FASTEST}: "
+                         f"{'met' if ratio >= JAX_VS_FASTEST else 'NOT met'})")
+    return "\n".join(rows) + "\n\n" + "\n".join(lines)
 
 
 def render_speed(results: Path) -> Page:
@@ -57,6 +84,12 @@ def render_speed(results: Path) -> Page:
         "", speed_bars.bars_markdown(d2l), "",
         *([f"The floor under each `fast` step (its products alone, timed as the step is):\n\n"
            f"{speed_bars.floor_table(d2l)}\n"] if speed_bars.floor_table(d2l) else []),
+        "## The current JAX release", "",
+        f"The same grid for JAX alone on the current stack (NumPy 2, no MXNet), run right after "
+        f"on the same machine (`rnnbench speed --grid d2l --backends jax`; "
+        f"[results/{JAX_CURRENT_RUN}/report.md](results/{JAX_CURRENT_RUN}/report.md)). "
+        "Training tokens/s:", "",
+        jax_versions(d2l, rec.read(results / JAX_CURRENT_RUN / rec.FILENAME)), "",
         "## What the harness adds", "",
         "The harness's figure beside the same step timed by hand and a plain PyTorch loop:", "",
         tables.bare_loop_table(d2l), "",
