@@ -7,11 +7,12 @@ agree to 1e-8 relative (the math is the same); in float32 the drift is reported.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-from bench.core import status as S
+from bench.core import records, status as S
 from bench.lm.data import LMData, epoch_batches, load_corpus
 from common.config import IMPLS, LMConfig, TrainConfig
 from common.errors import BackendUnavailable, NotSupported
@@ -87,9 +88,6 @@ def compact_table(rows: List[Dict]) -> str:
 
 def write_record(out, backends, steps: int, rows: List[Dict]) -> None:
     """`trajectory.json` (the rows, with the reference run) in a new directory `out`."""
-    from pathlib import Path
-
-    from bench.core import records
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records.write_json(out / "trajectory.json",

@@ -63,6 +63,7 @@ def render_speed(results: Path) -> Page:
     from bench.speed import bars as speed_bars
     from bench.speed import records as rec, tables
     d2l = rec.read(results / D2L_RUN / rec.FILENAME)
+    judged, floors = speed_bars.bars(d2l), speed_bars.floor_table(d2l)
     grid = rec.read(results / GRID_RUN / rec.FILENAME)
     images = "".join(f"![{mode} throughput](results/{D2L_RUN}/speed-cpu-{mode}.png)\n\n"
                      for mode in ("train", "infer")
@@ -81,9 +82,9 @@ def render_speed(results: Path) -> Page:
         "## The bars for `fast`", "",
         "Ratios of training tokens/s from the same run; spreads are the inter-quartile range "
         "over the median of the two timings (how to read them: [performance](performance.md)).",
-        "", speed_bars.bars_markdown(d2l), "",
+        "", speed_bars.as_markdown(judged), "",
         *([f"The floor under each `fast` step (its products alone, timed as the step is):\n\n"
-           f"{speed_bars.floor_table(d2l)}\n"] if speed_bars.floor_table(d2l) else []),
+           f"{floors}\n"] if floors else []),
         "## The current JAX release", "",
         f"The same grid for JAX alone on the current stack (NumPy 2, no MXNet), run right after "
         f"on the same machine (`rnnbench speed --grid d2l --backends jax`; "
@@ -102,7 +103,7 @@ def render_speed(results: Path) -> Page:
     head = ("LSTM training at d2l's sizes (H=256), fastest per framework: "
             + ", ".join(f"{be} {impl} {tables.rate_text(tps)} tokens/s"
                         for be, (impl, tps) in sorted(best.items(), key=lambda x: -x[1][1]))
-            + f" ({sum(b.met for b in speed_bars.bars(d2l))} of {len(speed_bars.bars(d2l))} "
+            + f" ({sum(b.met for b in judged)} of {len(judged)} "
               f"bars for `fast` met)")
     return "\n".join(body), head
 

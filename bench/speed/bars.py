@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from bench.speed import tables
+from bench.speed import records as rec, tables
 
 BUILTIN_OVER_FAST = 1.25
 FAST_OVER_FLOOR = 1.1
@@ -41,23 +41,23 @@ class Bar:
                 f"{'met' if self.met else 'NOT met'}; spreads {a} / {b})")
 
 
+def judged(case) -> bool:
+    """The cases the bars speak of: float32 training at d2l's B, T, V."""
+    return (case.mode == "train" and case.dtype == "float32"
+            and (case.batch, case.steps, case.vocab) == D2L_SIZE)
+
+
 def train_rates(records) -> Dict[Tuple[int, str, str, str], object]:
     """(hidden, backend, impl, cell) -> the float32 CPU/GPU training record at d2l's B, T, V."""
-    out = {}
-    for r in tables.steps(records):
-        c = r.case
-        if (c.mode == "train" and c.dtype == "float32" and r.tokens_per_s
-                and (c.batch, c.steps, c.vocab) == D2L_SIZE):
-            out[(c.hidden, c.backend, c.impl, c.cell)] = r
-    return out
+    return {(r.case.hidden, r.case.backend, r.case.impl, r.case.cell): r
+            for r in tables.steps(records) if r.tokens_per_s and judged(r.case)}
 
 
 def floors(records) -> Dict[Tuple[int, str, str], object]:
     """(hidden, backend, cell) -> the floor record measured beside that `fast` training step."""
     return {(r.case.hidden, r.case.backend, r.case.cell): r for r in records
-            if getattr(r, "kind", "") == "floor" and r.status == "OK" and r.timing
-            and (r.case.batch, r.case.steps, r.case.vocab) == D2L_SIZE
-            and r.case.dtype == "float32"}
+            if getattr(r, "kind", "") == "floor" and r.status == rec.OK and r.timing
+            and judged(r.case)}
 
 
 def _seconds(r) -> float:
@@ -123,6 +123,11 @@ def floor_table(records) -> str:
     return "\n".join(rows) if floor else ""
 
 
+def as_markdown(judged: List[Bar]) -> str:
+    """One bullet per bar, or '' when there are none."""
+    return "\n".join(f"- {b.line()}" for b in judged)
+
+
 def bars_markdown(records) -> str:
-    """One bullet per bar, or '' when the run holds none of the timings."""
-    return "\n".join(f"- {b.line()}" for b in bars(records))
+    """The run's bars, one bullet each, or '' when the run holds none of the timings."""
+    return as_markdown(bars(records))

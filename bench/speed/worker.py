@@ -22,7 +22,7 @@ from bench.core.timing import measure
 from bench.speed import env as speed_env, records as rec
 from common.errors import NotSupported, RnnbenchError
 from common.flops import case_flops, case_matmuls, gemm_bound_seconds
-from common.speedcase import Budget, SpeedCase, speed_data
+from common.speedcase import Budget, SpeedCase, Step, speed_data
 
 Shape = Tuple[int, int, int]
 
@@ -102,13 +102,12 @@ def measure_case(module, case: SpeedCase, budget: Budget, table: GemmTable = Non
 def measure_floor(backend: str, case: SpeedCase, budget: Budget) -> rec.FloorRecord:
     """The products alone of `case`'s training step (the rungs' `products_step` for its cell),
     timed as the step is: the floor under a scratch implementation."""
-    from types import SimpleNamespace
     from common.registry import get_module
     record = rec.FloorRecord(case, rec.OK)
     try:
         fn, sync, kernels = get_module(backend, "rungs").products_step(
             case.lm_config(), case.batch, case.steps, case.dtype, case.device)
-        timing, _ = timed(SimpleNamespace(fn=fn, sync=sync), budget)
+        timing, _ = timed(Step(fn, sync, kernels), budget)
     except (NotSupported, RnnbenchError) as exc:
         record.status, record.note = rec.NOT_SUPPORTED, str(exc)
         return record
