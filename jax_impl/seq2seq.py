@@ -38,6 +38,7 @@ from .convert import from_native, grads_from_native, to_native
 from .devices import compute_scope, resolve_device
 from .layers import (builtin_code_path, builtin_forward, builtin_name, scratch_code_path,
                      scratch_forward)
+from .train import clip_gradients
 
 
 def run_layer(cfg: Seq2SeqConfig, params, side: str, k: int, X, state):
@@ -98,13 +99,6 @@ def loss_fn(cfg, params, src, dec_in, label, mask, drops=None):
 
 forward_jit = jax.jit(logits_of, static_argnums=0)
 loss_and_grads_jit = jax.jit(jax.value_and_grad(loss_fn, argnums=1), static_argnums=0)
-
-
-def clip_gradients(grads, theta: float):
-    """d2l's global-norm clipping: if `sqrt(sum g**2) > theta`, every `g *= theta / norm`."""
-    norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads)))
-    scale = jnp.where(norm > theta, theta / norm, jnp.ones_like(norm))
-    return jax.tree.map(lambda g: g * scale, grads)
 
 
 @functools.lru_cache(maxsize=None)

@@ -57,7 +57,7 @@ FRAMEWORK_ONLY = {
                            "train_step"}},
     "runtime": {"mxnet_impl": {"enabled_features", "num_gpus", "openmp_counts"}},
     "seq2seq": {"torch_impl": {"bias_masks"}, "mxnet_impl": {"bias_masks", "loss_and_backward"},
-                "jax_impl": {"adam", "clip_gradients", "greedy_tokens", "loss_fn", "run_layer",
+                "jax_impl": {"adam", "greedy_tokens", "loss_fn", "run_layer",
                              "train_step"}},
     "train": {"torch_impl": {"bias_masks"}, "mxnet_impl": {"bias_masks"},
               "jax_impl": {"train_step"}},
