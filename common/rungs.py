@@ -49,6 +49,9 @@ RUNG_INFO: Dict[str, RungInfo] = {
                   "one cached graph, no Python per op"),
         ("jax", "the whole step jitted, the loop a lax.scan: XLA fuses the pointwise ops; "
                 "backward by autodiff"))),
+    "eltwise": RungInfo("oneDNN activations", "the compiled loop's sigmoid and tanh through "
+                        "Activation (oneDNN's eltwise kernel) instead of MXNet's own elementwise "
+                        "sigmoid and tanh; the same arithmetic"),
     "hand_vjp": RungInfo("hand backward", "a hand-written backward: the reverse loop carries "
                          "only the state gradients; the weight gradient as one matmul over all "
                          "steps", (
@@ -57,8 +60,9 @@ RUNG_INFO: Dict[str, RungInfo] = {
                   "formed for all steps at once before it; the weight gradient as one matmul "
                   "over all steps"),
         ("mxnet", "a hand-written backward (forward and backward loops each one hybridized "
-                  "graph, autograd only for the head): the reverse loop carries only the state "
-                  "gradients; the weight gradient as one FullyConnected over all steps"),
+                  "graph, autograd only for the head, activations through Activation as in the "
+                  "rung before): the reverse loop carries only the state gradients; the weight "
+                  "gradient as one FullyConnected over all steps"),
         ("jax", "a hand-written backward (custom_vjp, the `fast` layer's recurrence): the "
                 "reverse loop carries only the state gradients; the weight gradient as one "
                 "matmul over all steps"))),

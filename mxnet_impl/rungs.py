@@ -39,20 +39,29 @@ from .runtime import openmp_counts
 nd = mx.nd
 
 HYBRIDIZE = {"static_alloc": True, "static_shape": True}
-RUNGS = ("d2l", "fused", "hoisted", "onednn", "compiled", "hand_vjp", "fast", "builtin")
+RUNGS = ("d2l", "fused", "hoisted", "onednn", "compiled", "eltwise", "hand_vjp", "fast",
+         "builtin")
 # rungs storing W_x, W_h as (4H, in), as FullyConnected wants them
-TRANSPOSED = ("onednn", "compiled", "hand_vjp")
+TRANSPOSED = ("onednn", "compiled", "eltwise", "hand_vjp")
+# rungs whose loop is a LoopBlock, unrolled for the sequence length
+LOOP_BLOCKS = ("compiled", "eltwise")
 # Engine bookkeeping in the profiler's operator table, not kernels.
 NOT_KERNELS = {"DeleteVariable", "ResourceParallelRandomSetSeed", "WaitForVar"}
 
 
-def lstm_pointwise(F, gates, C, n: int):
+def lstm_pointwise(F, gates, C, n: int, eltwise: bool = False):
     """d2l's LSTM from fused pre-activations `gates: (B, 4H)` (i, f, o, c) -> `(H', C')`;
-    `F` is `mx.nd` or `mx.sym`, so the hybridized rung shares it."""
-    IFO = F.sigmoid(F.slice_axis(gates, axis=1, begin=0, end=3 * n))
+    `F` is `mx.nd` or `mx.sym`, so the hybridized rungs share it. `eltwise`: sigmoid and tanh
+    through `Activation` (oneDNN's eltwise kernel) instead of `F.sigmoid` and `F.tanh`."""
+    if eltwise:
+        sigmoid = lambda A: F.Activation(A, act_type="sigmoid")
+        tanh = lambda A: F.Activation(A, act_type="tanh")
+    else:
+        sigmoid, tanh = F.sigmoid, F.tanh
+    IFO = sigmoid(F.slice_axis(gates, axis=1, begin=0, end=3 * n))
     gate = lambda k: F.slice_axis(IFO, axis=1, begin=k * n, end=(k + 1) * n)
-    C = gate(1) * C + gate(0) * F.tanh(F.slice_axis(gates, axis=1, begin=3 * n, end=4 * n))
-    return gate(2) * F.tanh(C), C
+    C = gate(1) * C + gate(0) * tanh(F.slice_axis(gates, axis=1, begin=3 * n, end=4 * n))
+    return gate(2) * tanh(C), C
 
 
 def fc(X, W, b=None):
@@ -64,9 +73,10 @@ class LoopBlock(mx.gluon.HybridBlock):
     """The hoisted loop over `FullyConnected` as a HybridBlock, unrolled over `steps`:
     `(X (T, B, V), H, C)` -> `(Y (T, B, H), H, C)`. Parameters `W_x (4H, V)`, `W_h (4H, H)`, `b`."""
 
-    def __init__(self, vocab: int, hidden: int, steps: int, dtype: str, **kwargs):
+    def __init__(self, vocab: int, hidden: int, steps: int, dtype: str, eltwise: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.hidden, self.steps = hidden, steps
+        self.hidden, self.steps, self.eltwise = hidden, steps, eltwise
         with self.name_scope():
             self.W_x = self.params.get("W_x", shape=(4 * hidden, vocab), dtype=dtype)
             self.W_h = self.params.get("W_h", shape=(4 * hidden, hidden), dtype=dtype)
@@ -80,7 +90,7 @@ class LoopBlock(mx.gluon.HybridBlock):
         outputs = []
         for xp in steps:
             gates = xp + F.FullyConnected(H, W_h, no_bias=True, num_hidden=n, flatten=False)
-            H, C = lstm_pointwise(F, gates, C, self.hidden)
+            H, C = lstm_pointwise(F, gates, C, self.hidden, self.eltwise)
             outputs.append(H)
         return F.stack(*outputs, axis=0), H, C
 
@@ -142,7 +152,8 @@ def builtin_layer(model, X, H, C):
 
 
 LAYERS = {"d2l": d2l_layer, "fused": fused_layer, "hoisted": hoisted_layer,
-          "onednn": onednn_layer, "compiled": compiled_layer, "fast": fast_layer,
+          "onednn": onednn_layer, "compiled": compiled_layer, "eltwise": compiled_layer,
+          "fast": fast_layer,
           "builtin": builtin_layer}
 CODE_PATHS = {"d2l": "Python loop, imperative mx.nd, nd.dot (bundled OpenBLAS), 8 per step",
               "fused": "Python loop, imperative mx.nd, nd.dot (bundled OpenBLAS), 2 per step",
@@ -150,6 +161,9 @@ CODE_PATHS = {"d2l": "Python loop, imperative mx.nd, nd.dot (bundled OpenBLAS), 
               "onednn": "input hoisted, Python loop, imperative, FullyConnected (oneDNN)",
               "compiled": "input hoisted, FullyConnected loop in a HybridBlock, "
                           "hybridize(static_alloc, static_shape)",
+              "eltwise": "input hoisted, FullyConnected loop in a HybridBlock, sigmoid and tanh "
+                         "through Activation (oneDNN eltwise), hybridize(static_alloc, "
+                         "static_shape)",
               "hand_vjp": "input hoisted, hand-written backward called by hand (autograd for the "
                           "head only), "
                           "forward and backward loops hybridized, FullyConnected"}
@@ -215,7 +229,7 @@ def _build_net(rung: str, cfg: LMConfig, params: Params, dtype: str, ctx, steps:
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
         net = make_builtin(cfg.layer_spec, layer, dtype, ctx, hybridize=False)
     else:
-        net = LoopBlock(cfg.vocab_size, cfg.hidden_size, steps, dtype)
+        net = LoopBlock(cfg.vocab_size, cfg.hidden_size, steps, dtype, rung == "eltwise")
         net.initialize(mx.init.Zero(), ctx=ctx)
         fused = fuse_lstm(params)
         for key in FUSED_KEYS:
@@ -234,7 +248,7 @@ def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
         raise NotSupported(f"mxnet has no rung {rung!r}; it has {', '.join(RUNGS)}")
     ctx = resolve_device(device)
     head = _attached({k: v for k, v in params.items() if k in HEAD_KEYS}, dtype, ctx)
-    if rung in ("compiled", "builtin"):
+    if rung in LOOP_BLOCKS + ("builtin",):
         net = _build_net(rung, cfg, params, dtype, ctx, steps)
         path = CODE_PATHS.get(rung) or builtin_code_path(cfg.layer_spec, dtype, ctx)
         return MXNetRung(rung, cfg, dtype, ctx, {**head, **_block_leaves(net, ctx)}, net, path)
