@@ -49,8 +49,10 @@ def render_exercises(results: Path) -> res.Page:
             "sizes to check the machinery; the default uses the books' settings. `--only N ...` "
             "runs a subset and keeps the other exercises' earlier records.", "", "\n".join(rows), ""]
     full = len(found.get("exercises", {}))
+    recorded = ("every one of them recorded" if full == len(numbers)
+                else f"{full} of {len(numbers)} recorded so far")
     head = (f"{len(numbers)} exercises, each an experiment in every framework; the run with the "
-            f"books' settings has {full} of {len(numbers)} recorded so far")
+            f"books' settings has {recorded}")
     return "\n".join(body), head
 
 
