@@ -7,7 +7,7 @@ from pathlib import Path
 from bench.core import records
 from bench.pages.results import Page, demote, rebase
 
-D2L_RUN = "speed-cpu-d2l-floors"
+D2L_RUN = "speed-cpu-d2l"
 JAX_CURRENT_RUN = "speed-cpu-d2l-jax-current"     # the same grid, JAX only, the current stack
 GRID_RUN = "speed-cpu"
 
