@@ -29,13 +29,13 @@ from ._mx import mx
 nd = mx.nd
 
 
-def _sigmoid(F, X):
+def sigmoid(F, X):
     """The logistic function through `Activation`, oneDNN's eltwise kernel on CPU: several
     times faster than `F.sigmoid` on these shapes (docs/performance.md)."""
     return F.Activation(X, act_type="sigmoid")
 
 
-def _tanh(F, X):
+def tanh(F, X):
     """`tanh` through `Activation`, for the same reason."""
     return F.Activation(X, act_type="tanh")
 
@@ -66,10 +66,10 @@ class ForwardLoop(Loop):
         n, Hs, Cs, acts = self.hidden, [], [], []
         for xp in unstack(F, XP, self.steps):
             pre = xp + F.FullyConnected(H, W_h, no_bias=True, num_hidden=4 * n)
-            gates = F.concat(_sigmoid(F, cols(F, pre, 0, 3 * n)), _tanh(F, cols(F, pre, 3 * n, 4 * n)),
-                             dim=1)
+            gates = F.concat(sigmoid(F, cols(F, pre, 0, 3 * n)),
+                             tanh(F, cols(F, pre, 3 * n, 4 * n)), dim=1)
             C = cols(F, gates, n, 2 * n) * C + cols(F, gates, 0, n) * cols(F, gates, 3 * n, 4 * n)
-            H = cols(F, gates, 2 * n, 3 * n) * _tanh(F, C)
+            H = cols(F, gates, 2 * n, 3 * n) * tanh(F, C)
             Hs.append(H)
             Cs.append(C)
             acts.append(gates)
@@ -89,7 +89,7 @@ class BackwardLoop(Loop):
             g = gates[t]
             I, Fg, O, C_tilde = (cols(F, g, k * n, (k + 1) * n) for k in range(4))
             C_prev = cells[t - 1] if t > 0 else C0
-            tanh_C = _tanh(F, cells[t])
+            tanh_C = tanh(F, cells[t])
             dH = dH + dYs[t]
             dC = dC + dH * O * (1 - tanh_C * tanh_C)
             dGs[t] = F.concat(dC * C_tilde * I * (1 - I), dC * C_prev * Fg * (1 - Fg),
@@ -135,7 +135,7 @@ class RNNForwardLoop(Loop):
     def hybrid_forward(self, F, XP, W_h, H):
         Hs = []
         for xp in unstack(F, XP, self.steps):
-            H = _tanh(F, xp + F.FullyConnected(H, W_h, no_bias=True, num_hidden=self.hidden))
+            H = tanh(F, xp + F.FullyConnected(H, W_h, no_bias=True, num_hidden=self.hidden))
             Hs.append(H)
         return F.stack(*Hs, axis=0)
 
@@ -163,9 +163,9 @@ class GRUForwardLoop(Loop):
         n, Hs, acts, Qs = self.hidden, [], [], []
         for xp in unstack(F, XP, self.steps):
             hh = F.FullyConnected(H, W_h, no_bias=True, num_hidden=3 * n)
-            ZR = _sigmoid(F, cols(F, xp, 0, 2 * n) + cols(F, hh, 0, 2 * n))
+            ZR = sigmoid(F, cols(F, xp, 0, 2 * n) + cols(F, hh, 0, 2 * n))
             Q = F.broadcast_add(cols(F, hh, 2 * n, 3 * n), F.reshape(b_hn, shape=(1, -1)))
-            N = _tanh(F, cols(F, xp, 2 * n, 3 * n) + cols(F, ZR, n, 2 * n) * Q)
+            N = tanh(F, cols(F, xp, 2 * n, 3 * n) + cols(F, ZR, n, 2 * n) * Q)
             H = N + cols(F, ZR, 0, n) * (H - N)  # Z H + (1 - Z) N
             Hs.append(H)
             acts.append(F.concat(ZR, N, dim=1))
@@ -205,11 +205,11 @@ class ResetBeforeLoop(Loop):
         W_zr, W_hh = F.slice_axis(W_h, axis=0, begin=0, end=2 * n), F.slice_axis(
             W_h, axis=0, begin=2 * n, end=3 * n)
         for xp in unstack(F, XP, self.steps):
-            ZR = _sigmoid(F, cols(F, xp, 0, 2 * n)
-                           + F.FullyConnected(H, W_zr, no_bias=True, num_hidden=2 * n))
+            ZR = sigmoid(F, cols(F, xp, 0, 2 * n)
+                         + F.FullyConnected(H, W_zr, no_bias=True, num_hidden=2 * n))
             R_H = cols(F, ZR, n, 2 * n) * H
-            N = _tanh(F, F.broadcast_add(cols(F, xp, 2 * n, 3 * n), F.reshape(b_hn, shape=(1, -1)))
-                       + F.FullyConnected(R_H, W_hh, no_bias=True, num_hidden=n))
+            N = tanh(F, F.broadcast_add(cols(F, xp, 2 * n, 3 * n), F.reshape(b_hn, shape=(1, -1)))
+                     + F.FullyConnected(R_H, W_hh, no_bias=True, num_hidden=n))
             H = N + cols(F, ZR, 0, n) * (H - N)
             Hs.append(H)
         return F.stack(*Hs, axis=0)

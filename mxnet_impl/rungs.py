@@ -11,6 +11,7 @@ hybridized with `static_alloc=True, static_shape=True`, their fastest setting (d
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -33,7 +34,8 @@ from .convert import grads_from_native
 from .devices import device_name, resolve_device
 from .layers import builtin_forward, fast_code_path, fast_forward, make_builtin, run_direction
 from .lm import HEAD_KEYS, cross_entropy, output_layer
-from .recurrence import cached_blocks, make_loops
+from .recurrence import (cached_blocks, make_loops, sigmoid as eltwise_sigmoid,
+                         tanh as eltwise_tanh)
 from .runtime import openmp_counts
 
 nd = mx.nd
@@ -54,8 +56,7 @@ def lstm_pointwise(F, gates, C, n: int, eltwise: bool = False):
     `F` is `mx.nd` or `mx.sym`, so the hybridized rungs share it. `eltwise`: sigmoid and tanh
     through `Activation` (oneDNN's eltwise kernel) instead of `F.sigmoid` and `F.tanh`."""
     if eltwise:
-        sigmoid = lambda A: F.Activation(A, act_type="sigmoid")
-        tanh = lambda A: F.Activation(A, act_type="tanh")
+        sigmoid, tanh = functools.partial(eltwise_sigmoid, F), functools.partial(eltwise_tanh, F)
     else:
         sigmoid, tanh = F.sigmoid, F.tanh
     IFO = sigmoid(F.slice_axis(gates, axis=1, begin=0, end=3 * n))

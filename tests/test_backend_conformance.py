@@ -47,7 +47,7 @@ FRAMEWORK_ONLY = {
         "product_add", "reset_before_loop", "rnn_backward_loop", "rnn_forward_loop", "scripted",
         "scripted_cells", "scripted_reset_before", "weight_grad"},
         "mxnet_impl": {"cached_blocks", "cached_loops", "cols", "loops_for", "make_loops",
-                       "previous", "unstack", "weight_grad"},
+                       "previous", "sigmoid", "tanh", "unstack", "weight_grad"},
         "jax_impl": {"scan_split"}},
     "rungs": {"torch_impl": {"hand_vjp_layer", "hoisted_loop", "lstm_pointwise", "packed_layer",
                              "scripted_loop"},

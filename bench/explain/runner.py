@@ -29,9 +29,8 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Each framework's rungs.RUNGS, known here without importing it (for the progress bar).
 FRAMEWORK_RUNGS = {"torch": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "fast",
                              "builtin"),
-                   "mxnet": ("d2l", "fused", "hoisted", "onednn", "compiled", "eltwise", "hand_vjp",
-                             "fast",
-                             "builtin"),
+                   "mxnet": ("d2l", "fused", "hoisted", "onednn", "compiled", "eltwise",
+                             "hand_vjp", "fast", "builtin"),
                    "jax": ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "fast", "builtin")}
 
 
