@@ -68,3 +68,19 @@ def test_readme_code_table_names_exist(package):
         assert path.is_file(), f"README names {package}/{file}, which does not exist"
         missing = set(names) - defined(path)
         assert not missing, f"README names {sorted(missing)} in {package}/{file}: not defined"
+
+
+def test_exercises_headline_counts_the_full_run_records(tmp_path):
+    """The README's exercises line says how many of the full run's records exist, and says
+    every one only when none is missing."""
+    import shutil
+    full = tmp_path / "exercises"
+    full.mkdir()
+    shutil.copy(ROOT / "docs/results/exercises/exercises.md", full)
+    records = sorted((ROOT / "docs/results/exercises").glob("ex[0-9][0-9].json"))
+    for path in records:
+        shutil.copy(path, full)
+    assert "every one of them recorded" in pages.render_exercises(tmp_path)[1]
+    (full / records[0].name).unlink()
+    head = pages.render_exercises(tmp_path)[1]
+    assert f"{len(records) - 1} of {len(records)} recorded so far" in head
