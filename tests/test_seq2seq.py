@@ -240,7 +240,7 @@ def test_gradients_agree_across_frameworks_float64(backend, impl, variant, torch
 def _two_steps(backend, impl, dropout=0.0, seed=0):
     mod, model, data = build(backend, impl)
     trainer = mod.make_trainer(model, lr=0.01, clip=0.5, dropout=dropout, seed=seed)
-    losses = [trainer.step(*batch(data)) for _ in range(2)]
+    losses = [trainer.step(*batch(data))[0] for _ in range(2)]
     return losses, trainer.params()
 
 
@@ -261,7 +261,7 @@ def test_adam_steps_with_clipping_agree_across_frameworks(backend, impl, torch_t
 
 @pytest.mark.parametrize("impl", ["scratch", "builtin"])
 def test_mxnet_adam_step_is_gluons_adam_on_the_clipped_torch_gradient(impl, torch_scratch_grads):
-    """Gluon's Adam folds its epsilon into the step (mxnet_impl/train.py): a first step moves
+    """Gluon's Adam folds its epsilon into the step (mxnet_impl/trainer.py): a first step moves
     each parameter by lr * g / (|g| + eps / sqrt(1 - beta2)), g the clipped gradient."""
     grads = torch_scratch_grads["reset_after"]
     norm = math.sqrt(sum(float((g ** 2).sum()) for g in grads.values()))
@@ -285,7 +285,7 @@ def test_dropout_is_active_while_training_and_seeded(backend):
 
     def first_loss(seed):
         mod, model, data = build(backend, "scratch")
-        return mod.make_trainer(model, lr=0.01, dropout=0.5, seed=seed).step(*batch(data))
+        return mod.make_trainer(model, lr=0.01, dropout=0.5, seed=seed).step(*batch(data))[0]
 
     first, again, other = first_loss(1), first_loss(1), first_loss(2)
     assert first == again and first != other and first != quiet
@@ -384,7 +384,7 @@ def test_checkpoint_translates_the_same_in_another_framework(tiny_checkpoint, ba
     mod, model, src_vocab, tgt_vocab, meta = translate.load_checkpoint(run.log.checkpoint,
                                                                         backend, impl)
     assert meta["epoch"] == 2 and src_vocab.idx_to_token == run.data.src_vocab.idx_to_token
-    saved = mod.seq2seq_params(model)
+    saved = model.canonical_params()
     for k, v in run.trainer.params().items():
         np.testing.assert_array_equal(saved[k], v, err_msg=k)
     sentences = ["go .", "i lost ."]

@@ -11,13 +11,12 @@ fastbook, or "float64") is that of every parameter, state, dropout mask and Adam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional
+import itertools
+from typing import Dict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from common.config import LMConfig
 from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, dropout_keep, layer_spec,
@@ -25,9 +24,11 @@ from common.ladder import (BETA2, EPS, Forward, LadderSpec, OneCycle, dropout_ke
 from common.params import Params
 
 from . import lm
-from .arrays import from_numpy, ids_in, to_numpy
+from .arrays import to_numpy
 from .devices import TORCH_DTYPES, resolve_device
 from .layers import builtin_forward, run_direction
+from .model import Model, build_model
+from .trainer import Trainer
 
 LOOP_CODE_PATH = "Python loop over torch ops (layers.run_direction)"
 
@@ -93,30 +94,14 @@ def detach(state):
 
 # ---------------------------------------------------------------- models and optimizer
 
-@dataclass
-class LoopModel:
-    """LMModel1-4's parameters: canonical leaf tensors, nothing else (no state kept)."""
-
-    params: Dict[str, torch.Tensor]
-    module: Optional[nn.Module] = None
-    code_path: str = LOOP_CODE_PATH
-
-    def leaves(self) -> Dict[str, torch.Tensor]:
-        return dict(self.params)
-
-    def canonical_params(self) -> Params:
-        return {k: to_numpy(v) for k, v in self.params.items()}
-
-
-def build_model(spec: LadderSpec, params: Params, device, dtype: str = "float32"):
-    """A `LoopModel` (1-4) or an `lm.TorchLM` (5-7: the head canonical, the stack in `nn.RNN`
-    or `nn.LSTM`) holding `params` (NumPy) exactly, in `dtype`."""
+def build(spec: LadderSpec, params: Params, device, dtype: str = "float32") -> Model:
+    """A `Model` holding `params` (NumPy) exactly, in `dtype`: models 1-4 canonical leaves
+    (impl "loop"), 5-7 `lm.build_lm`'s (the head canonical, the stack in `nn.RNN`/`nn.LSTM`)."""
     if spec.builtin:
         V, H = params["embedding"].shape
         cfg = LMConfig(spec.arch, "builtin", V, H, spec.num_layers, embed_size=H)
         return lm.build_lm(cfg, params, TORCH_DTYPES[dtype], device)
-    leaf = lambda a: from_numpy(a, dtype, device).requires_grad_()
-    return LoopModel({k: leaf(v) for k, v in params.items()})
+    return build_model(spec, "loop", params, TORCH_DTYPES[dtype], device, LOOP_CODE_PATH)
 
 
 def one_cycle_scheduler(optimizer, sched: OneCycle):
@@ -167,66 +152,39 @@ def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0, dtype: str = "f
 
 # ---------------------------------------------------------------- trainer
 
-class Trainer:
-    """Trains one rung in place: `step(x, y, state) -> (loss, state)`, `evaluate(...)`.
-
-    The loss returned is the cross-entropy; model 7 adds AR/TAR to what is differentiated
-    (fastai adds them to `loss_grad` only). States go out as detached tensors, opaque to the
-    caller, and come back as they went; None means zeros. Dropout masks: `dropout_keep(seed,
-    step number)`, the same in every framework. `dtype`: of parameters, states, masks, Adam's
-    moments.
-    """
-
-    def __init__(self, spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0, dtype: str = "float32"):
-        self.spec, self.device, self.dtype = spec, resolve_device(device), dtype
-        self.model = build_model(spec, params, self.device, dtype)
-        self.code_path = self.model.code_path
-        # every leaf, both biases of the built-ins included (common/ladder.py: as fastbook)
-        self.optimizer, self.scheduler = make_optimizer(self.model.leaves(), spec.no_decay,
-                                                        spec.wd, sched)
-        self.hidden, self.seed, self.count = params["embedding"].shape[1], seed, 0
-
-    def _forward(self, x, state, keep=None):
-        m = self.model
-        return forward(self.spec, m.params, m.module, ids_in(x, self.device), state, keep)
-
-    def _keep(self, x):
-        """This step's dropout mask as a tensor (None without dropout); counts the step."""
-        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count, self.dtype)
-        self.count += 1
-        return None if keep is None else torch.as_tensor(keep, device=self.device)
-
-    def step(self, x, y, state=None):
-        """x: (B, 3) or (B, T) ids; y: (B,) or (B, T) -> (mean cross-entropy, detached state)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            fwd = self._forward(x, state, self._keep(x))
-            loss = cross_entropy(fwd.logits, ids_in(y, self.device))
-            total = loss + ar_tar(fwd.raw, fwd.out, self.spec.alpha, self.spec.beta) \
-                if self.spec.alpha or self.spec.beta else loss
-        total.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        return loss.item(), detach(fwd.state)
-
-    def evaluate(self, x, y, state=None):
-        """No dropout, no update -> (summed cross-entropy, correct predictions, positions, state)."""
-        with torch.no_grad():
-            fwd = self._forward(x, state)
-            y = ids_in(y, self.device)
-            loss_sum = cross_entropy(fwd.logits, y, reduction="sum").item()
-            correct = (fwd.logits.argmax(-1) == y).sum().item()
-        return loss_sum, int(correct), int(y.numel()), fwd.state
-
-    def params(self) -> Params:
-        """The current parameters in canonical form (NumPy)."""
-        return self.model.canonical_params()
-
-
 def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
                  seed: int = 0, dtype: str = "float32") -> Trainer:
-    return Trainer(spec, params, sched, device, seed, dtype)
+    """Trains one rung in place: `step(x, y, state) -> (loss, state)`, `evaluate(x, y, state)`.
+
+    x: (B, 3) or (B, T) ids; y: (B,) or (B, T). The loss returned is the mean cross-entropy;
+    model 7 adds AR/TAR to what is differentiated (fastai adds them to `loss_grad` only). States
+    go out as detached tensors, opaque to the caller, and come back as they went; None means
+    zeros. Dropout masks: `dropout_keep(seed, step number)`, the same in every framework.
+    `dtype`: of parameters, states, masks, Adam's moments. `evaluate`: no dropout, no update ->
+    (summed cross-entropy, correct predictions, positions, state).
+    """
+    model = build(spec, params, resolve_device(device), dtype)
+    hidden, steps = params["embedding"].shape[1], itertools.count()
+
+    def loss(model, x, y, state=None):
+        keep = dropout_keep(spec, np.shape(x), hidden, seed, next(steps), dtype)
+        keep = None if keep is None else torch.as_tensor(keep, device=model.device)
+        fwd = forward(spec, model.params, model.module, model.ids_in(x), state, keep)
+        value = cross_entropy(fwd.logits, model.ids_in(y))
+        total = value + ar_tar(fwd.raw, fwd.out, spec.alpha, spec.beta) \
+            if spec.alpha or spec.beta else value
+        return value, total, detach(fwd.state)
+
+    def evaluate(model, x, y, state=None):
+        fwd = forward(spec, model.params, model.module, model.ids_in(x), state)
+        y = model.ids_in(y)
+        loss_sum = cross_entropy(fwd.logits, y, reduction="sum").item()
+        correct = (fwd.logits.argmax(-1) == y).sum().item()
+        return loss_sum, int(correct), int(y.numel()), fwd.state
+
+    # every leaf, both biases of the built-ins included (common/ladder.py: as fastbook)
+    optimizer, scheduler = make_optimizer(model.leaves(), spec.no_decay, spec.wd, sched)
+    return Trainer(model, loss, optimizer, scheduler=scheduler, evaluate=evaluate)
 
 
 # ---------------------------------------------------------------- NumPy helpers for tests
@@ -235,7 +193,7 @@ def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, 
                   dtype: str = "float32"):
     """One forward on fresh parameters in `dtype`, NumPy in (ids, state) and out -> Forward of
     NumPy."""
-    model = build_model(spec, params, torch.device("cpu"), dtype)
+    model = build(spec, params, torch.device("cpu"), dtype)
     state = map_state(lambda a: torch.as_tensor(a, dtype=TORCH_DTYPES[dtype]), state)
     keep = (dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0, dtype)
             if train else None)
@@ -252,9 +210,9 @@ def ar_tar_numpy(raw, out, alpha, beta) -> float:
 def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
     """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy), in
     `dtype`."""
-    model = build_model(spec, params, torch.device("cpu"), dtype)
+    model = build(spec, params, torch.device("cpu"), dtype)
     fwd = forward(spec, model.params, model.module, torch.as_tensor(x))
     loss = cross_entropy(fwd.logits, torch.as_tensor(y))
     loss.backward()
     grads = {k: to_numpy(v.grad) for k, v in model.leaves().items()}
-    return loss.item(), (model.canonical(grads, grads=True) if spec.builtin else grads)
+    return loss.item(), model.canonical(grads, grads=True)

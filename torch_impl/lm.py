@@ -3,24 +3,24 @@
 ids `(B, T)` -> inputs `(T, B, I)` (d2l's one-hot of `ids.T`, or a lookup in `embedding (V, E)`)
 -> the layer stack (a scratch stack, d2l's or fast, or `nn.RNN/LSTM/GRU`) -> `Y @ W_hq + b_q` -> logits
 `(B, T, V)`; the loss is the mean cross-entropy over all B*T positions. State goes in and comes
-out in the contract's layout; `TorchLM` holds parameters only, never a hidden state.
+out in the contract's layout; the `model.Model` holds parameters only, never a hidden state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from common.config import LMConfig
-from common.params import LM_HEAD_KEYS, Params, lm_canonical
+from common.params import LM_HEAD_KEYS, Params, duplicate_bias_masks, lm_canonical
 
-from .arrays import from_numpy, ids_in, states_in, to_numpy
-from .convert import from_native, grads_from_native
-from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of, make_builtin
+from .arrays import from_numpy, states_in
+from .convert import NATIVE_GATES, native_suffixes
+from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of
+from .model import Model, build_model
+from .trainer import Trainer, make_optimizer
 
 HEAD_KEYS = LM_HEAD_KEYS  # canonical keys outside the layer stack
 
@@ -59,58 +59,51 @@ def detach_state(states) -> List:
             for st in states]
 
 
-@dataclass
-class TorchLM:
-    """A language model's parameters: canonical leaf tensors in `params` (the head, and for
-    scratch the layer stack too) and, for builtin, the `nn.RNN/LSTM/GRU` in `module`."""
-
-    cfg: LMConfig
-    dtype: torch.dtype
-    device: torch.device
-    params: Dict[str, torch.Tensor]
-    module: Optional[nn.Module] = None
-    code_path: str = ""  # the layer's kernels, for every record made with this model
-
-    def leaves(self) -> Dict[str, torch.Tensor]:
-        """Every trainable tensor by name (canonical, plus torch's names for the built-in)."""
-        native = {} if self.module is None else dict(self.module.named_parameters())
-        return {**self.params, **native}
-
-    def forward(self, ids: torch.Tensor, state=None):
-        """`ids: (B, T)` long tensor -> `(logits: (B, T, V), final states)`."""
-        return lm_forward(self.cfg, self.params, ids, state, self.module)
-
-    def ids_in(self, ids) -> torch.Tensor:
-        """Token ids (NumPy or tensor) as a long tensor on the model's device."""
-        return ids_in(ids, self.device)
-
-    def states_in(self, state):
-        """A state in the contract's layout (NumPy or tensors) as tensors; None stays None."""
-        return states_in(self.cfg.layer_spec, state, self.dtype, self.device)
-
-    def canonical(self, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
-        """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
-        if self.module is None:
-            return dict(named)
-        return lm_canonical(self.cfg.layer_spec, named, grads_from_native if grads else from_native)
-
-    def canonical_params(self) -> Params:
-        """The current parameters in canonical form (NumPy copies)."""
-        return self.canonical({k: to_numpy(v) for k, v in self.leaves().items()})
+def forward(model: Model, ids: torch.Tensor, state=None):
+    """A built LM's forward: `ids: (B, T)` long tensor -> `(logits: (B, T, V), final states)`."""
+    return lm_forward(model.cfg, model.params, ids, state, model.module)
 
 
-def build_lm(cfg: LMConfig, params: Params, dtype: torch.dtype, device: torch.device) -> TorchLM:
-    """A `TorchLM` holding canonical `params` (NumPy, already checked and cast) exactly.
+def lm_states_in(model: Model, state, batch=None):
+    """A state in the contract's layout (NumPy or tensors) as tensors; None stays None."""
+    return states_in(model.cfg.layer_spec, state, model.dtype, model.device, batch)
+
+
+def loss(model: Model, ids, targets, state=None):
+    """The trainer's loss: `(mean cross-entropy, the same, detached final states)`."""
+    logits, finals = forward(model, model.ids_in(ids), lm_states_in(model, state))
+    value = cross_entropy(logits, model.ids_in(targets))
+    return value, value, detach_state(finals)
+
+
+def bias_masks(model: Model) -> Dict[str, torch.Tensor]:
+    """`common.params.duplicate_bias_masks` by torch's names (`bias_hh_l0`, ...) for the
+    built-in, by canonical names for scratch, as tensors (trainer.py says why)."""
+    spec = model.cfg.layer_spec
+    names = None if model.module is None else [f"bias_hh_{s}" for _, s in native_suffixes(spec)]
+    masks = duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
+    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
+
+
+def make_trainer(model: Model, optimizer: str = "sgd", lr: float = 1.0,
+                 clip: Optional[float] = 1.0) -> Trainer:
+    """A `Trainer` over every parameter of `model` (`clip=None`: no clipping):
+    `step(ids, targets, state) -> (loss, detached state)`."""
+    return Trainer(model, loss, make_optimizer(model, optimizer, lr), clip, bias_masks(model))
+
+
+def build_lm(cfg: LMConfig, params: Params, dtype: torch.dtype, device: torch.device) -> Model:
+    """A `Model` holding canonical `params` (NumPy, already checked and cast) exactly.
 
     Builtin: the layer stack goes into the module once, in torch's layout, and stays there
     while training; only the head stays canonical. Raises `NotSupported` as `make_builtin` does.
     """
-    leaf = lambda a: from_numpy(a, dtype, device).requires_grad_()
+    spec = cfg.layer_spec
     if cfg.impl != "builtin":
-        return TorchLM(cfg, dtype, device, {k: leaf(v) for k, v in params.items()},
-                       code_path=code_path_of(cfg.impl, cfg.layer_spec, dtype, device))
+        return build_model(cfg, cfg.impl, params, dtype, device,
+                           code_path_of(cfg.impl, spec, dtype, device))
     layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-    module = make_builtin(cfg.layer_spec, layer, dtype, device)
-    head = {k: leaf(v) for k, v in params.items() if k in HEAD_KEYS}
-    return TorchLM(cfg, dtype, device, head, module,
-                   builtin_code_path(cfg.layer_spec, dtype, device))
+    head = {k: v for k, v in params.items() if k in HEAD_KEYS}
+    return build_model(cfg, cfg.impl, head, dtype, device, builtin_code_path(spec, dtype, device),
+                       {"": (spec, layer)},
+                       lambda named, convert: lm_canonical(spec, named, convert))

@@ -16,28 +16,25 @@ and took about a minute on the 2-core development machine for no steady-state ga
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
 from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm, gate_width
 
+from .arrays import to_numpy
 from .cells import lstm_step
-from .convert import grads_from_native
-from .arrays import from_numpy, ids_in, to_numpy
 from .devices import TORCH_DTYPES, resolve_device
-from .layers import builtin_code_path, fast_code_path, fast_forward, make_builtin, run_direction
+from .layers import builtin_code_path, fast_code_path, fast_forward, run_direction
 from .lm import HEAD_KEYS, cross_entropy
+from .model import Model, build_model
 from .recurrence import hand_lstm, onednn_matmul_t, pack, packable
 from .speed import make_sync
-from .train import clip_gradients
+from .trainer import Trainer, make_optimizer
 
 RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "packed", "fast", "builtin")
 # Profiler events that launch no kernel: views, allocation, metadata.
@@ -78,12 +75,12 @@ def scripted_loop():
 
 def d2l_layer(model, X, H, C):
     """d2l's loop over the scratch cell (one matmul per gate and side)."""
-    Y, (H, C) = run_direction(lstm_step, sub_params(model.leaves, "l0."), X, (H, C))
+    Y, (H, C) = run_direction(lstm_step, sub_params(model.params, "l0."), X, (H, C))
     return Y, H, C
 
 
 def fused_layer(model, X, H, C):
-    p, outputs = model.leaves, []
+    p, outputs = model.params, []
     for x in X:
         H, C = lstm_pointwise(x @ p["W_x"] + H @ p["W_h"] + p["b"], C)
         outputs.append(H)
@@ -91,7 +88,7 @@ def fused_layer(model, X, H, C):
 
 
 def hoisted_layer(model, X, H, C, loop=hoisted_loop):
-    p = model.leaves
+    p = model.params
     return loop(X @ p["W_x"] + p["b"], p["W_h"], H, C)
 
 
@@ -100,7 +97,7 @@ def compiled_layer(model, X, H, C):
 
 
 def hand_vjp_layer(model, X, H, C, packed=False):
-    p = model.leaves
+    p = model.params
     return hand_lstm(X @ p["W_x"] + p["b"], p["W_h"], H, C, packed)
 
 
@@ -110,7 +107,7 @@ def packed_layer(model, X, H, C):
 
 def fast_layer(model, X, H, C):
     """The suite's `fast` layer stack on the canonical parameters."""
-    Y, [(H, C)] = fast_forward(model.cfg.layer_spec, model.leaves, X, [(H, C)])
+    Y, [(H, C)] = fast_forward(model.cfg.layer_spec, model.params, X, [(H, C)])
     return Y, H, C
 
 
@@ -132,57 +129,40 @@ CODE_PATHS = {"d2l": "Python loop, torch ops, 8 matmuls per step",
                         "packed once per call (torch.ops.mkldnn)"}
 
 
-@dataclass
-class TorchRung:
-    """One rung's model: trainable leaf tensors by name (canonical, fused or torch's own)."""
-
-    rung: str
-    cfg: LMConfig
-    dtype: torch.dtype
-    device: torch.device
-    leaves: Dict[str, torch.Tensor]
-    module: Optional[nn.Module] = None
-    code_path: str = ""
-
-    def loss(self, ids: torch.Tensor, targets: torch.Tensor):
-        """`ids, targets: (B, T)` -> `(mean cross-entropy, logits (B, T, V))`, zero state."""
-        X = F.one_hot(ids.T, self.cfg.vocab_size).to(self.dtype)  # d2l: (T, B, V)
-        zeros = X.new_zeros((X.shape[1], self.cfg.hidden_size))
-        Y, _, _ = LAYERS[self.rung](self, X, zeros, zeros)
-        logits = (Y @ self.leaves["W_hq"] + self.leaves["b_q"]).transpose(0, 1)
-        return cross_entropy(logits, targets), logits
-
-    def canonical(self, named: Dict[str, np.ndarray]) -> Params:
-        """Gradients named as `leaves` -> canonical names (chain rule for the built-in)."""
-        return canonical_grads(self.rung, self.cfg, named, grads_from_native)
+def loss(model: Model, ids: torch.Tensor, targets: torch.Tensor):
+    """`ids, targets: (B, T)` -> `(mean cross-entropy, the same, logits (B, T, V))`, zero
+    state; `model.impl` names the rung."""
+    X = F.one_hot(ids.T, model.cfg.vocab_size).to(model.dtype)  # d2l: (T, B, V)
+    zeros = X.new_zeros((X.shape[1], model.cfg.hidden_size))
+    Y, _, _ = LAYERS[model.impl](model, X, zeros, zeros)
+    logits = (Y @ model.params["W_hq"] + model.params["b_q"]).transpose(0, 1)
+    value = cross_entropy(logits, targets)
+    return value, value, logits
 
 
 def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
-          device: str = "cpu", steps: int = 35) -> TorchRung:
+          device: str = "cpu", steps: int = 35) -> Model:
     """Rung `rung` holding canonical LM `params` (NumPy) exactly; `steps` (T) is not needed
     here (MXNet's compiled rung is unrolled for it)."""
     check_config(cfg)
     if rung not in RUNGS:
         raise NotSupported(f"torch has no rung {rung!r}; it has {', '.join(RUNGS)}")
     tdtype, dev = TORCH_DTYPES[dtype], resolve_device(device)
-    leaf = lambda a: from_numpy(a, tdtype, dev).requires_grad_()
+    to_canonical = lambda named, convert: canonical_grads(rung, cfg, named, convert)
     if rung == "builtin":
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-        module = make_builtin(cfg.layer_spec, layer, tdtype, dev)
-        leaves = {k: leaf(v) for k, v in params.items() if k in HEAD_KEYS}
-        leaves.update(module.named_parameters())
-        return TorchRung(rung, cfg, tdtype, dev, leaves, module,
-                         builtin_code_path(cfg.layer_spec, tdtype, dev))
-    named = params if rung in CANONICAL_RUNGS else fuse_lstm(params)
-    leaves = {k: leaf(v) for k, v in named.items()}
+        head = {k: v for k, v in params.items() if k in HEAD_KEYS}
+        return build_model(cfg, rung, head, tdtype, dev,
+                           builtin_code_path(cfg.layer_spec, tdtype, dev),
+                           {"": (cfg.layer_spec, layer)}, to_canonical)
+    model = build_model(cfg, rung, params if rung in CANONICAL_RUNGS else fuse_lstm(params),
+                        tdtype, dev, CODE_PATHS.get(rung, ""), to_canonical=to_canonical)
     if rung == "fast":
-        code_path = fast_code_path(cfg.layer_spec, tdtype, dev)
-        return TorchRung(rung, cfg, tdtype, dev, leaves, code_path=code_path)
-    code_path = CODE_PATHS[rung]
-    if rung == "packed" and not packable(leaves["W_h"]):
-        code_path = CODE_PATHS["hand_vjp"] + f" (oneDNN packs float32 on a CPU only: {dtype} " \
-                                             f"on {dev.type} runs the plain products)"
-    return TorchRung(rung, cfg, tdtype, dev, leaves, code_path=code_path)
+        model.code_path = fast_code_path(cfg.layer_spec, tdtype, dev)
+    if rung == "packed" and not packable(model.params["W_h"]):
+        model.code_path = CODE_PATHS["hand_vjp"] + f" (oneDNN packs float32 on a CPU only: " \
+                                                   f"{dtype} on {dev.type} runs the plain products)"
+    return model
 
 
 def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
@@ -221,38 +201,31 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
     return step, make_sync(dev), kernels
 
 
-def loss_and_grads(model: TorchRung, ids, targets):
+def loss_and_grads(model: Model, ids, targets):
     """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks."""
-    for p in model.leaves.values():
+    leaves = model.leaves()
+    for p in leaves.values():
         p.grad = None
-    loss, logits = model.loss(ids_in(ids, model.device), ids_in(targets, model.device))
-    loss.backward()
-    grads = {k: to_numpy(p.grad) for k, p in model.leaves.items()}
-    return float(loss.detach()), to_numpy(logits), model.canonical(grads)
+    value, _, logits = loss(model, model.ids_in(ids), model.ids_in(targets))
+    value.backward()
+    grads = {k: to_numpy(p.grad) for k, p in leaves.items()}
+    return float(value.detach()), to_numpy(logits), model.canonical(grads, grads=True)
 
 
-def make_step(model: TorchRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
-    """d2l's training step on one batch: forward, loss, backward, clipping, SGD; returns loss."""
-    ids, targets = ids_in(ids, model.device), ids_in(targets, model.device)
-    leaves = list(model.leaves.values())
-    optimizer = torch.optim.SGD(leaves, lr=lr)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss, _ = model.loss(ids, targets)
-        loss.backward()
-        clip_gradients([p.grad for p in leaves], clip)
-        optimizer.step()
-        return loss
-    return step
+def make_step(model: Model, ids, targets, lr: float, clip: float) -> Callable[[], object]:
+    """d2l's training step on one batch (trainer.Trainer: forward, loss, backward, clipping,
+    SGD) -> a function of no arguments returning the loss, unsynchronised."""
+    ids, targets = model.ids_in(ids), model.ids_in(targets)
+    trainer = Trainer(model, loss, make_optimizer(model, "sgd", lr), clip)
+    return lambda: trainer.step_async(ids, targets)[0]
 
 
-def sync(model: TorchRung) -> Callable[[object], None]:
+def sync(model: Model) -> Callable[[object], None]:
     """The barrier a timed step ends with: `torch.cuda.synchronize` on CUDA, else nothing."""
     return make_sync(model.device)
 
 
-def count_ops(model: TorchRung, step: Callable[[], object]):
+def count_ops(model: Model, step: Callable[[], object]):
     """Kernels one training step launches -> `(count, how it was counted)`.
 
     CUDA: the profiler's device kernels. CPU: the outermost ATen operators (an `aten::mm`

@@ -10,55 +10,26 @@ cross-entropy over the non-padding labels.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from common.params import Params, cast_params, duplicate_bias_masks
 from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
-from .arrays import from_numpy, ids_in, to_numpy
-from .convert import NATIVE_GATES, from_native, grads_from_native
+from .arrays import from_numpy, to_numpy
+from .convert import NATIVE_GATES
 from .devices import TORCH_DTYPES, resolve_device
-from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, make_builtin,
-                     scratch_forward)
-from .train import clip_gradients
+from .layers import SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, scratch_forward
+from .model import Model, build_model
+from .trainer import Trainer, make_optimizer
 
 
-@dataclass
-class TorchSeq2Seq:
-    """Parameters only: canonical leaf tensors in `params` (embeddings, output layer, and for
-    scratch every GRU layer) and, for builtin, one-layer `nn.GRU`s in `modules` keyed
-    `encoder.l0`, ... The trainer updates them in place."""
-
-    cfg: Seq2SeqConfig
-    dtype: torch.dtype
-    device: torch.device
-    params: Dict[str, torch.Tensor]
-    modules: Dict[str, nn.Module] = field(default_factory=dict)
-    code_path: str = ""
-
-    def leaves(self) -> Dict[str, torch.Tensor]:
-        """Every trainable tensor: canonical names, and `encoder.l0.weight_ih_l0`-style ones."""
-        native = {f"{name}.{n}": p for name, m in self.modules.items()
-                  for n, p in m.named_parameters()}
-        return {**self.params, **native}
-
-    def ids_in(self, ids, vocab_size: int, name: str) -> torch.Tensor:
-        """Token ids as a long tensor on the model's device, range-checked."""
-        return ids_in(ids, self.device, vocab_size, name)
-
-    def array(self, array) -> torch.Tensor:
-        return from_numpy(array, self.dtype, self.device)
-
-
-def run_stack(model: TorchSeq2Seq, side: str, X, states=None, drops=None):
+def run_stack(model: Model, side: str, X, states=None, drops=None):
     """`X: (T, B, I)`, states `[(B, H)] * L` or None (zeros) -> `(Y: (T, B, H), finals)`;
     `drops`: common.seq2seq.dropout_scales of this step as tensors (None: no dropout)."""
     finals = []
@@ -73,13 +44,13 @@ def run_stack(model: TorchSeq2Seq, side: str, X, states=None, drops=None):
     return X, finals
 
 
-def encode(model: TorchSeq2Seq, src, drops=None):
+def encode(model: Model, src, drops=None):
     """`src: (B, Ts)` long tensor -> the encoder's final states `[(B, H)] * L`."""
     X = F.embedding(src.T, model.params["encoder.embedding"])
     return run_stack(model, "encoder", X, None, drops)[1]
 
 
-def decode(model: TorchSeq2Seq, dec_in, context, states, drops=None):
+def decode(model: Model, dec_in, context, states, drops=None):
     """`dec_in: (B, T)`, context `(B, H)`, states `[(B, H)] * L` ->
     `(logits: (B, T, Vt), states)`."""
     emb = F.embedding(dec_in.T, model.params["decoder.embedding"])
@@ -89,7 +60,7 @@ def decode(model: TorchSeq2Seq, dec_in, context, states, drops=None):
     return logits.transpose(0, 1), states
 
 
-def logits_of(model: TorchSeq2Seq, src, dec_in, drops=None):
+def logits_of(model: Model, src, dec_in, drops=None):
     """Teacher-forced logits `(B, T, Vt)` of tensors `src: (B, Ts)`, `dec_in: (B, T)`."""
     finals = encode(model, src, drops)
     return decode(model, dec_in, finals[-1], finals, drops)[0]
@@ -103,35 +74,21 @@ def masked_loss(logits, label, mask):
 
 
 def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
-                  device: str = "cpu") -> TorchSeq2Seq:
+                  device: str = "cpu") -> Model:
     """A model holding canonical `params` (NumPy) exactly; NotSupported as `make_builtin`."""
     check_seq2seq_params(cfg, params)
     params, dev, tdtype = cast_params(params, dtype), resolve_device(device), TORCH_DTYPES[dtype]
-    leaf = lambda a: from_numpy(a, tdtype, dev).requires_grad_()
     if cfg.impl == "scratch":
-        return TorchSeq2Seq(cfg, tdtype, dev, {k: leaf(v) for k, v in params.items()},
-                            code_path=SCRATCH_CODE_PATH)
-    modules = {f"{side}.l{k}": make_builtin(cfg.layer_spec(side, k),
-                                            layer_params(params, side, k), tdtype, dev)
-               for side in SIDES for k in range(cfg.num_layers)}
-    head = {k: leaf(v) for k, v in params.items() if k in HEAD_KEYS}
+        return build_model(cfg, cfg.impl, params, tdtype, dev, SCRATCH_CODE_PATH)
+    builtins = {f"{side}.l{k}": (cfg.layer_spec(side, k), layer_params(params, side, k))
+                for side in SIDES for k in range(cfg.num_layers)}
+    head = {k: v for k, v in params.items() if k in HEAD_KEYS}
     path = builtin_code_path(cfg.layer_spec("encoder", 0), tdtype, dev)
-    return TorchSeq2Seq(cfg, tdtype, dev, head, modules, f"one-layer {path}, per layer")
+    return build_model(cfg, cfg.impl, head, tdtype, dev, f"one-layer {path}, per layer",
+                       builtins, lambda named, convert: seq2seq_canonical(cfg, named, convert))
 
 
-def canonical(model: TorchSeq2Seq, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
-    """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
-    if not model.modules:
-        return dict(named)
-    return seq2seq_canonical(model.cfg, named, grads_from_native if grads else from_native)
-
-
-def seq2seq_params(model: TorchSeq2Seq) -> Params:
-    """The current parameters in canonical form (NumPy copies)."""
-    return canonical(model, {k: to_numpy(v) for k, v in model.leaves().items()})
-
-
-def forward(model: TorchSeq2Seq, src, dec_in) -> np.ndarray:
+def forward(model: Model, src, dec_in) -> np.ndarray:
     """Teacher-forced logits `(B, T, Vt)` (NumPy), no dropout; `src: (B, Ts)`, `dec_in: (B, T)`."""
     cfg = model.cfg
     with torch.no_grad():
@@ -140,70 +97,51 @@ def forward(model: TorchSeq2Seq, src, dec_in) -> np.ndarray:
     return np.ascontiguousarray(to_numpy(logits))
 
 
-def _loss(model: TorchSeq2Seq, src, dec_in, label, label_valid_len, drops=None):
+def loss(model: Model, src, dec_in, label, label_valid_len, drops=None):
+    """The masked loss of one batch (dropout scales `drops` as NumPy, None: no dropout), as the
+    trainer wants it: `(loss, loss, None)`."""
     cfg = model.cfg
     label = np.asarray(label)
+    drops = None if drops is None else {k: model.array(v) for k, v in drops.items()}
     logits = logits_of(model, model.ids_in(src, cfg.src_vocab_size, "source"),
                        model.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input"), drops)
     mask = model.array(label_mask(label_valid_len, label.shape[1]))
-    return masked_loss(logits, model.ids_in(label, cfg.tgt_vocab_size, "label"), mask)
+    value = masked_loss(logits, model.ids_in(label, cfg.tgt_vocab_size, "label"), mask)
+    return value, value, None
 
 
-def loss_grads(model: TorchSeq2Seq, src, dec_in, label, label_valid_len):
+def loss_grads(model: Model, src, dec_in, label, label_valid_len):
     """`(masked loss, canonical gradients)` (NumPy), no dropout; label `(B, T)`, lengths `(B,)`."""
     leaves = model.leaves()
     with torch.enable_grad():
-        loss = _loss(model, src, dec_in, label, label_valid_len)
-    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True,
+        value, _, _ = loss(model, src, dec_in, label, label_valid_len)
+    grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True,
                                 materialize_grads=True)
-    return loss.item(), canonical(model, {k: to_numpy(g) for k, g in zip(leaves, grads)}, grads=True)
+    return value.item(), model.canonical({k: to_numpy(g) for k, g in zip(leaves, grads)},
+                                         grads=True)
 
 
-def bias_masks(model: TorchSeq2Seq) -> Dict[str, torch.Tensor]:
-    """`common.params.duplicate_bias_masks` of each built-in's `bias_hh_l0` (see train.py for
+def bias_masks(model: Model) -> Dict[str, torch.Tensor]:
+    """`common.params.duplicate_bias_masks` of each built-in's `bias_hh_l0` (see trainer.py for
     why), as tensors; empty for scratch."""
     names = [f"{name}.bias_hh_l0" for name in model.modules]
     masks = duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
     return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
 
 
-class Trainer:
-    """Adam on every parameter, d2l's global-norm clipping, inter-layer dropout with masks drawn
-    in NumPy (common.seq2seq.DropoutDraws, the same in every framework);
-    `step(src, dec_in, label, label_valid_len) -> loss` updates the model in place."""
-
-    def __init__(self, model: TorchSeq2Seq, lr: float, clip: Optional[float], dropout: float,
-                 seed: int):
-        self.model, self.clip, self.draws = model, clip, DropoutDraws(model.cfg, dropout, seed)
-        leaves = model.leaves()
-        self.leaves = list(leaves.values())
-        self.masks = [(leaves[name], mask) for name, mask in bias_masks(model).items()]
-        self.optimizer = torch.optim.Adam(self.leaves, lr=lr)
-
-    def step(self, src, dec_in, label, label_valid_len) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            drops = {k: self.model.array(v) for k, v in self.draws.next(src, dec_in).items()}
-            loss = _loss(self.model, src, dec_in, label, label_valid_len, drops)
-        loss.backward()
-        for param, mask in self.masks:
-            param.grad.mul_(mask)
-        if self.clip is not None:
-            clip_gradients([p.grad for p in self.leaves], self.clip)
-        self.optimizer.step()
-        return loss.item()
-
-    def params(self) -> Params:
-        return seq2seq_params(self.model)
-
-
-def make_trainer(model: TorchSeq2Seq, lr: float = 0.005, clip: Optional[float] = 1.0,
+def make_trainer(model: Model, lr: float = 0.005, clip: Optional[float] = 1.0,
                  dropout: float = 0.0, seed: int = 0) -> Trainer:
-    """A `Trainer` over every parameter of `model` (`clip=None`: no clipping)."""
-    return Trainer(model, lr, clip, dropout, seed)
+    """Adam on every parameter, d2l's global-norm clipping (`clip=None`: none), inter-layer
+    dropout with masks drawn in NumPy (common.seq2seq.DropoutDraws, the same in every
+    framework): `step(src, dec_in, label, label_valid_len) -> (loss, None)`."""
+    draws = DropoutDraws(model.cfg, dropout, seed)
+
+    def dropped_loss(model, src, dec_in, label, label_valid_len):
+        return loss(model, src, dec_in, label, label_valid_len, draws.next(src, dec_in))
+    return Trainer(model, dropped_loss, make_optimizer(model, "adam", lr), clip, bias_masks(model))
 
 
-def greedy(model: TorchSeq2Seq, src, bos: int, eos: int, num_steps: int):
+def greedy(model: Model, src, bos: int, eos: int, num_steps: int):
     """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
     `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
     src = model.ids_in(src, model.cfg.src_vocab_size, "source")

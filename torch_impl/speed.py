@@ -3,7 +3,7 @@
 The same function names in `mxnet_impl/speed.py` and `jax_impl/speed.py`. Every function
 returns a `common.speedcase.Step` whose `sync` is the framework's barrier for the device asked
 (`torch.cuda.synchronize` on CUDA; nothing to wait for on the CPU, where torch ops return
-finished). The step is the adapter's own model and trainer (lm.py, train.py), not a copy.
+finished). The step is the adapter's own model and trainer (lm.py, trainer.py), not a copy.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from common.errors import NotSupported
 from common.params import init_lm_params
 from common.speedcase import SpeedCase, Step
 
+from . import lm
 from .adapter import BACKEND
 from .devices import TORCH_DTYPES, resolve_device
 from .runtime import gpu_names, make_sync, pin_threads, threads_used, versions  # noqa: F401
@@ -45,7 +46,7 @@ def build_step(case: SpeedCase, ids: np.ndarray, targets: np.ndarray, seed: int 
     else:
         def fn():
             with torch.no_grad():
-                return model.forward(ids_t)[0]
+                return lm.forward(model, ids_t)[0]
         path = "eager, torch.no_grad"
     return Step(fn, make_sync(device), f"{model.code_path}; {path}", _device_name(device))
 

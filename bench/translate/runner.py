@@ -138,7 +138,7 @@ class Run:
         # d2l's loader: shuffled every epoch, the last batch smaller
         for s, d, y, v in minibatches((src, dec_in, label, valid), self.tcfg.batch_size,
                                       shuffle=True, rng=self.rng):
-            loss = self.trainer.step(s, d, y, v)
+            loss, _ = self.trainer.step(s, d, y, v)
             self.step += 1
             if not math.isfinite(loss):
                 raise Diverged(f"the loss became {loss} at step {self.step} (epoch {epoch}); "
