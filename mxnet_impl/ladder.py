@@ -1,6 +1,7 @@
 """fastbook chapter 12's LMModel1-7 in MXNet Gluon: pure forwards over explicit parameters (state
 in, state out), fastai's `fit_one_cycle` optimizer (a Gluon optimizer driven by two
-`mx.lr_scheduler.LRScheduler`s, one for lr and one for beta1), AR/TAR, and a trainer.
+`mx.lr_scheduler.LRScheduler`s, one for lr and one for beta1), AR/TAR, and a trainer with
+`step` and `evaluate`.
 
 ids `(B, T)` -> embedded `(T, B, H)` -> models 1-4: fastbook's `h = relu((h + x_t) @ W_hh + b_h)`
 (1 written out, 2-4 through `layers.run_direction`); 5-7: `gluon.rnn.RNN/LSTM` through
@@ -12,8 +13,8 @@ and Adam moment.
 """
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass
 from typing import Any, Dict
 
 import numpy as np
@@ -25,10 +26,11 @@ from common.params import Params
 
 from . import lm
 from ._mx import mx
-from .adapter import builtin_code_path
-from .devices import resolve_device
 from .arrays import from_numpy, ids_in, to_numpy
+from .devices import resolve_device
 from .layers import builtin_forward, run_direction
+from .model import Model, build_model
+from .trainer import Trainer
 
 nd = mx.nd
 LOOP_CODE_PATH = "Python loop over mx.nd (layers.run_direction), imperative"
@@ -68,10 +70,10 @@ def relu_loop(p, ids, state):
     return Y, [h]
 
 
-def recurrent(spec: LadderSpec, p, net, ids, state, keep):
+def recurrent(spec: LadderSpec, p, module, ids, state, keep):
     """LMModel5-7: the built-in stack -> logits (B, T, V), raw and dropped-out outputs."""
     x = embed(p, ids)
-    raw, finals = builtin_forward(layer_spec(spec, x.shape[-1]), net, x, state)
+    raw, finals = builtin_forward(layer_spec(spec, x.shape[-1]), module, x, state)
     out = raw if keep is None else raw * keep / (1 - spec.dropout)  # inverted dropout
     V = p["b_q"].shape[0]
     if spec.tied:  # FullyConnected's weight is (out, in) = (V, H): the embedding table itself
@@ -81,13 +83,14 @@ def recurrent(spec: LadderSpec, p, net, ids, state, keep):
     return Forward(nd.swapaxes(logits, 0, 1), finals, raw, out)
 
 
-def forward(spec: LadderSpec, p, net, ids, state=None, keep=None) -> Forward:
-    """Any rung's forward. `p`: canonical nd arrays (models 5-7: the head; the stack is `net`);
+def forward(spec: LadderSpec, p, module, ids, state=None, keep=None) -> Forward:
+    """Any rung's forward. `p`: canonical nd arrays (models 5-7: the head; the stack is the
+    Gluon block `module`);
     `keep`: a training step's dropout mask `(T, B, H)` (common.ladder.dropout_keep), else None."""
     if spec.arch == "unrolled3":
         return Forward(unrolled3(p, ids), None)
     if spec.builtin:
-        return recurrent(spec, p, net, ids, state, keep)
+        return recurrent(spec, p, module, ids, state, keep)
     Y, finals = relu_loop(p, ids, None if spec.arch == "loop3" else state)
     if spec.arch == "window":
         return Forward(nd.swapaxes(dense(Y, p["W_hq"], p["b_q"]), 0, 1), finals)
@@ -110,33 +113,15 @@ def detach(state):
 
 # ---------------------------------------------------------------- models and optimizer
 
-@dataclass
-class LoopModel:
-    """LMModel1-4's parameters: Gluon `Parameter`s by canonical name (no state kept)."""
-
-    params: Dict[str, Any]
-    ctx: Any
-    net: Any = None
-    code_path: str = LOOP_CODE_PATH
-
-    def leaves(self) -> Dict[str, Any]:
-        return dict(self.params)
-
-    def arrays(self) -> Dict[str, Any]:
-        return {k: p.data(self.ctx) for k, p in self.params.items()}
-
-    def canonical_params(self) -> Params:
-        return {k: to_numpy(p.data(self.ctx)) for k, p in self.params.items()}
-
-
-def build_model(spec: LadderSpec, params: Params, ctx, dtype: str = "float32"):
-    """A `LoopModel` (1-4) or an `lm.MXNetLM` (5-7: the head canonical, the stack in Gluon's
-    fused layer) holding `params` (NumPy) exactly, in `dtype`."""
+def build(spec: LadderSpec, params: Params, device, dtype: str = "float32") -> Model:
+    """A `Model` holding `params` (NumPy) exactly, in `dtype` on `device` (an `mx.Context`):
+    models 1-4 canonical `Parameter`s (impl "loop"), 5-7 `lm.build_lm`'s (the head canonical,
+    the stack in Gluon's fused layer)."""
     if spec.builtin:
         V, H = params["embedding"].shape
         cfg = LMConfig(spec.arch, "builtin", V, H, spec.num_layers, embed_size=H)
-        return lm.build_lm(cfg, params, dtype, ctx, builtin_code_path(cfg.layer_spec, dtype, ctx))
-    return LoopModel({k: lm.make_parameter(k, v, dtype, ctx) for k, v in params.items()}, ctx)
+        return lm.build_lm(cfg, params, dtype, device)
+    return build_model(spec, "loop", params, dtype, device, LOOP_CODE_PATH)
 
 
 class OneCycleScheduler(mx.lr_scheduler.LRScheduler):
@@ -190,22 +175,24 @@ class FastaiAdam(mx.optimizer.Optimizer):
 
 def make_optimizer(leaves: Dict[str, Any], no_decay, wd: float, sched: OneCycle):
     """A Gluon Trainer over `leaves` (name -> Parameter) with `FastaiAdam` on `sched`;
-    `no_decay` keys get `wd_mult = 0` (fastai's `wd_bn_bias=False`)."""
+    `no_decay` keys get `wd_mult = 0` (fastai's `wd_bn_bias=False`). Returns (optimizer,
+    scheduler), the scheduler None: the schedules live inside `FastaiAdam`, which MXNet calls
+    with the number of each update."""
     lr = sched.lr_max
     lrs = OneCycleScheduler(lr / sched.div, lr, lr / sched.div_final, sched.total_steps,
                             sched.pct_start)
     moms = OneCycleScheduler(*sched.moms, sched.total_steps, sched.pct_start)
     for name, param in leaves.items():
         param.wd_mult = 0.0 if name in no_decay else 1.0
-    return mx.gluon.Trainer(list(leaves.values()), FastaiAdam(lrs, moms, wd))
+    return mx.gluon.Trainer(list(leaves.values()), FastaiAdam(lrs, moms, wd)), None
 
 
 def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0, dtype: str = "float32"):
     """Run the optimizer on one weight (starting at 1.0 in `dtype`, gradients `grads`, default
     ones) for `sched.total_steps` steps -> (lr, beta1, weight after each step), (N,) each."""
     ctx = mx.cpu()
-    param = lm.make_parameter("w", np.ones(1, dtype), dtype, ctx)
-    trainer = make_optimizer({"w": param}, (), wd, sched)
+    param = build_model(None, "loop", {"w": np.ones(1, dtype)}, dtype, ctx, "").params["w"]
+    trainer, _ = make_optimizer({"w": param}, (), wd, sched)
     opt = trainer._optimizer  # the schedules are read where the optimizer reads them
     grads = np.ones(sched.total_steps) if grads is None else grads
     lrs, moms, weights = [], [], []
@@ -222,60 +209,40 @@ def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0, dtype: str = "f
 
 # ---------------------------------------------------------------- trainer
 
-class Trainer:
-    """Trains one rung in place: `step(x, y, state) -> (loss, state)`, `evaluate(...)`.
-
-    The loss returned is the cross-entropy; model 7 adds AR/TAR to what is differentiated
-    (fastai adds them to `loss_grad` only). States go out as detached nd arrays, opaque to the
-    caller, and come back as they went; None means zeros. Dropout masks: `dropout_keep(seed,
-    step number)`, the same in every framework. `dtype`: of parameters, states, masks, Adam's
-    moments.
-    """
-
-    def __init__(self, spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0, dtype: str = "float32"):
-        self.spec, self.ctx, self.dtype = spec, resolve_device(device), dtype
-        self.hidden, self.seed, self.count = params["embedding"].shape[1], seed, 0
-        self.model = build_model(spec, params, self.ctx, dtype)
-        self.code_path = self.model.code_path
-        # every leaf, both biases of the built-ins included (common/ladder.py: as fastbook)
-        self.trainer = make_optimizer(self.model.leaves(), spec.no_decay, spec.wd, sched)
-
-    def _keep(self, x):
-        """This step's dropout mask as an nd array (None without dropout); counts the step."""
-        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count, self.dtype)
-        self.count += 1
-        return None if keep is None else from_numpy(keep, self.dtype, self.ctx)
-
-    def step(self, x, y, state=None):
-        """x: (B, 3) or (B, T) ids; y: (B,) or (B, T) -> (mean cross-entropy, detached state)."""
-        ids, targets, keep = ids_in(x, self.ctx), ids_in(y, self.ctx), self._keep(x)
-        with mx.autograd.record():
-            fwd = forward(self.spec, self.model.arrays(), self.model.net, ids, state, keep)
-            loss = token_nll(fwd.logits, targets).mean()
-            total = loss + ar_tar(fwd.raw, fwd.out, self.spec.alpha, self.spec.beta) \
-                if self.spec.alpha or self.spec.beta else loss
-        total.backward()
-        self.trainer.step(1)
-        return float(loss.asscalar()), detach(fwd.state)
-
-    def evaluate(self, x, y, state=None):
-        """No dropout, no update -> (summed cross-entropy, correct predictions, positions, state)."""
-        ids, targets = ids_in(x, self.ctx), ids_in(y, self.ctx)
-        fwd = forward(self.spec, self.model.arrays(), self.model.net, ids, state)
-        loss_sum = float(token_nll(fwd.logits, targets).sum().asscalar())
-        pred = nd.argmax(fwd.logits, axis=-1).astype("int64")
-        correct = int((pred == targets).sum().asscalar())
-        return loss_sum, correct, int(targets.size), fwd.state
-
-    def params(self) -> Params:
-        """The current parameters in canonical form (NumPy)."""
-        return self.model.canonical_params()
-
-
 def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
                  seed: int = 0, dtype: str = "float32") -> Trainer:
-    return Trainer(spec, params, sched, device, seed, dtype)
+    """Trains one rung in place: `step(x, y, state) -> (loss, state)`, `evaluate(x, y, state)`.
+
+    x: (B, 3) or (B, T) ids; y: (B,) or (B, T). The loss returned is the mean cross-entropy;
+    model 7 adds AR/TAR to what is differentiated (fastai adds them to `loss_grad` only). States
+    go out as detached nd arrays, opaque to the caller, and come back as they went; None means
+    zeros. Dropout masks: `dropout_keep(seed, step number)`, the same in every framework.
+    `dtype`: of parameters, states, masks, Adam's moments. `evaluate`: no dropout, no update ->
+    (summed cross-entropy, correct predictions, positions, state).
+    """
+    model = build(spec, params, resolve_device(device), dtype)
+    hidden, steps = params["embedding"].shape[1], itertools.count()
+
+    def loss(model, x, y, state=None):
+        keep = dropout_keep(spec, np.shape(x), hidden, seed, next(steps), dtype)
+        keep = None if keep is None else model.array(keep)
+        fwd = forward(spec, model.arrays(), model.module, model.ids_in(x), state, keep)
+        value = token_nll(fwd.logits, model.ids_in(y)).mean()
+        total = value + ar_tar(fwd.raw, fwd.out, spec.alpha, spec.beta) \
+            if spec.alpha or spec.beta else value
+        return value, total, detach(fwd.state)
+
+    def evaluate(model, x, y, state=None):
+        fwd = forward(spec, model.arrays(), model.module, model.ids_in(x), state)
+        y = model.ids_in(y)
+        loss_sum = float(token_nll(fwd.logits, y).sum().asscalar())
+        pred = nd.argmax(fwd.logits, axis=-1).astype("int64")
+        correct = int((pred == y).sum().asscalar())
+        return loss_sum, correct, int(y.size), fwd.state
+
+    # every leaf, both biases of the built-ins included (common/ladder.py: as fastbook)
+    optimizer, scheduler = make_optimizer(model.leaves(), spec.no_decay, spec.wd, sched)
+    return Trainer(model, loss, optimizer, scheduler=scheduler, evaluate=evaluate)
 
 
 # ---------------------------------------------------------------- NumPy helpers for tests
@@ -285,12 +252,12 @@ def forward_numpy(spec: LadderSpec, params: Params, x, state=None, train=False, 
     """One forward on fresh parameters in `dtype`, NumPy in (ids, state) and out -> Forward of
     NumPy."""
     ctx = mx.cpu()
-    model = build_model(spec, params, ctx, dtype)
+    model = build(spec, params, ctx, dtype)
     state = map_state(lambda a: from_numpy(np.asarray(a), dtype, ctx), state)
     keep = (dropout_keep(spec, np.shape(x), params["embedding"].shape[1], seed, 0, dtype)
             if train else None)
     keep = None if keep is None else from_numpy(keep, dtype, ctx)
-    fwd = forward(spec, model.arrays(), model.net, ids_in(x, ctx), state, keep)
+    fwd = forward(spec, model.arrays(), model.module, ids_in(x, ctx), state, keep)
     return Forward(to_numpy(fwd.logits), to_numpy(fwd.state), to_numpy(fwd.raw), to_numpy(fwd.out))
 
 
@@ -303,10 +270,9 @@ def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
     """Mean cross-entropy (dropout off, no AR/TAR) and its canonical gradients (NumPy), in
     `dtype`."""
     ctx = mx.cpu()
-    model = build_model(spec, params, ctx, dtype)
+    model = build(spec, params, ctx, dtype)
     ids, targets = ids_in(x, ctx), ids_in(y, ctx)
     with mx.autograd.record():
-        loss = token_nll(forward(spec, model.arrays(), model.net, ids).logits, targets).mean()
+        loss = token_nll(forward(spec, model.arrays(), model.module, ids).logits, targets).mean()
     loss.backward()
-    grads = {k: to_numpy(p.grad(ctx)) for k, p in model.leaves().items()}
-    return float(loss.asscalar()), (model.canonical(grads, grads=True) if spec.builtin else grads)
+    return float(loss.asscalar()), model.canonical_grads()

@@ -12,6 +12,8 @@ same way, its hybridized loop under autograd (recurrence.py says why).
 (layer, direction) in the order l0, l0_rev, l1, ..., each `(B, H)` or for LSTM a pair `(H, C)`.
 Everything here is differentiable under `mx.autograd.record()`.
 """
+import os
+
 import numpy as np
 
 from common.backend import hidden_of, refuse_reset_before
@@ -19,10 +21,11 @@ from common.errors import NotSupported
 from common.params import CELL_GATES, prefixes, sub_params
 
 from ._mx import mx
-from .arrays import from_numpy, to_numpy
+from .arrays import from_numpy
 from .cells import step_fn
 from .convert import to_native
 from .recurrence import HandRecurrence, loops_for
+from .runtime import enabled_features
 
 nd = mx.nd
 
@@ -169,6 +172,18 @@ def builtin_name(cell):
     return f"mxnet.gluon.rnn.{GLUON_LAYERS[cell]}"
 
 
+def builtin_code_path(spec, dtype, device):
+    """Which kernel Gluon's fused layer runs (seen with DNNL_VERBOSE=1 on MXNet 1.9.1, CPU) in
+    `dtype` on `device` (an `mx.Context`)."""
+    name = f"gluon.rnn.{spec.cell.upper()} fused RNN op, hybridized"
+    if device.device_type == "gpu":
+        return f"{name}, cuDNN"
+    onednn = (enabled_features().get("MKLDNN")
+              and os.environ.get("MXNET_USE_MKLDNN_RNN", "1") != "0")
+    # oneDNN's RNN primitive takes float32 only; float64 runs MXNet's own CPU kernel
+    return f"{name}, {'oneDNN' if onednn and dtype == 'float32' else 'native CPU kernel'}"
+
+
 def builtin_from_native(spec, native, dtype, ctx, hybridize=True):
     """Gluon's fused layer (layout 'TNC') holding `native` params (see convert.py)."""
     refuse_reset_before(spec, builtin_name("gru"))
@@ -185,13 +200,6 @@ def builtin_from_native(spec, native, dtype, ctx, hybridize=True):
     if hybridize:
         net.hybridize()
     return net
-
-
-def native_arrays(net, grads=False):
-    """The layer's parameters (or their gradients) as NumPy, keyed by native name."""
-    n = len(net.prefix)
-    return {name[n:]: to_numpy(p.grad() if grads else p.data())
-            for name, p in net.collect_params().items()}
 
 
 def pack_states(spec, states):

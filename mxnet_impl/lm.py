@@ -3,22 +3,24 @@
 ids `(B, T)` -> inputs `(T, B, I)` (d2l's one-hot of `ids.T`, or a lookup in `embedding (V, E)`)
 -> the layer stack (a scratch stack, d2l's or fast, or Gluon's fused `rnn.RNN/LSTM/GRU`) -> `Y @ W_hq + b_q` ->
 logits `(B, T, V)`; the loss is the mean cross-entropy over all B*T positions. State goes in and
-comes out in the contract's layout; `MXNetLM` holds parameters only, never a hidden state.
+comes out in the contract's layout; the `model.Model` holds parameters only, never a hidden
+state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from common.config import LMConfig
-from common.params import LM_HEAD_KEYS, Params, lm_canonical
+from common.params import LM_HEAD_KEYS, Params, duplicate_bias_masks, lm_canonical, prefixes
 
 from ._mx import mx
-from .arrays import from_numpy, ids_in, states_in, to_numpy
-from .convert import from_native, grads_from_native
-from .layers import builtin_forward, code_path_of, forward_of, make_builtin
+from .arrays import from_numpy, states_in
+from .convert import NATIVE_GATES, native_prefix
+from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of
+from .model import Model, build_model
+from .trainer import Trainer, make_optimizer
 
 nd = mx.nd
 
@@ -45,11 +47,11 @@ def output_layer(params, Y):
     return nd.FullyConnected(Y, W_hq.T, params["b_q"], num_hidden=W_hq.shape[1], flatten=False)
 
 
-def lm_forward(cfg: LMConfig, params, ids, state=None, net=None):
+def lm_forward(cfg: LMConfig, params, ids, state=None, module=None):
     """`ids: (B, T)` -> `(logits: (B, T, V), final states)`; `state=None` means zeros.
 
     `params`: nd arrays by canonical name. For `cfg.impl == "builtin"` the layer stack's weights
-    live in `net` (the Gluon block, in its own layout) and `params` holds the rest.
+    live in `module` (the Gluon block, in its own layout) and `params` holds the rest.
     """
     X = one_hot_or_embed(cfg, params, ids)
     if cfg.impl == "builtin":
@@ -58,7 +60,7 @@ def lm_forward(cfg: LMConfig, params, ids, state=None, net=None):
             # wrong layer-0 gradients in a stack of 2+ layers when no input gradient is asked
             # for; asking for one costs a (T*B, G*H) x (G*H, V) product and fixes it.
             X.attach_grad()
-        Y, finals = builtin_forward(cfg.layer_spec, net, X, state)
+        Y, finals = builtin_forward(cfg.layer_spec, module, X, state)
     else:
         Y, finals = forward_of(cfg.impl)(cfg.layer_spec, params, X, state)
     return nd.swapaxes(output_layer(params, Y), 0, 1), finals
@@ -78,91 +80,54 @@ def detach_state(states) -> List:
             for st in states]
 
 
-@dataclass
-class MXNetLM:
-    """A language model's parameters: Gluon `Parameter`s by canonical name in `params` (the
-    head, and for scratch and fast the layer stack too) and, for builtin, the fused Gluon layer `net`."""
-
-    cfg: LMConfig
-    dtype: str
-    ctx: Any
-    params: Dict[str, Any]
-    net: Any = None
-    code_path: str = ""  # the layer's kernels, for every record made with this model
-
-    def leaves(self) -> Dict[str, Any]:
-        """Every trainable `Parameter` by name (canonical, plus Gluon's names for the built-in)."""
-        if self.net is None:
-            return dict(self.params)
-        n = len(self.net.prefix)
-        native = {name[n:]: p for name, p in self.net.collect_params().items()}
-        return {**self.params, **native}
-
-    def arrays(self) -> Dict[str, Any]:
-        """The canonical parameters' current nd arrays (no copies; the optimizer writes them)."""
-        return {k: p.data(self.ctx) for k, p in self.params.items()}
-
-    def forward(self, ids, state=None):
-        """`ids: (B, T)` int nd array -> `(logits: (B, T, V), final states)` as nd arrays."""
-        return lm_forward(self.cfg, self.arrays(), ids, state, self.net)
-
-    def ids_in(self, ids):
-        """Token ids (NumPy or nd) as an int64 nd array on the model's context."""
-        return ids_in(ids, self.ctx)
-
-    def states_in(self, state):
-        """A state in the contract's layout (NumPy or nd) as nd arrays; None stays None."""
-        return states_in(self.cfg.layer_spec, state, self.dtype, self.ctx)
-
-    def canonical(self, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
-        """NumPy arrays named as `leaves()` -> canonical names (gradients by the chain rule)."""
-        if self.net is None:
-            return dict(named)
-        return lm_canonical(self.cfg.layer_spec, named, grads_from_native if grads else from_native)
-
-    def canonical_params(self) -> Params:
-        """The current parameters in canonical form (NumPy copies)."""
-        return self.canonical({k: to_numpy(p.data(self.ctx)) for k, p in self.leaves().items()})
-
-    def canonical_grads(self) -> Params:
-        """The gradients left by the last backward pass, in canonical form (NumPy)."""
-        return self.canonical({k: to_numpy(p.grad(self.ctx)) for k, p in self.leaves().items()},
-                              grads=True)
+def forward(model: Model, ids, state=None):
+    """A built LM's forward: `ids: (B, T)` int nd array -> `(logits: (B, T, V), final states)`."""
+    return lm_forward(model.cfg, model.arrays(), ids, state, model.module)
 
 
-def make_parameter(name, value, dtype, ctx):
-    """A Gluon `Parameter` (grad_req 'write') holding the NumPy array `value`."""
-    p = mx.gluon.Parameter(name, shape=value.shape, dtype=dtype)
-    p.initialize(mx.init.Zero(), ctx=ctx)
-    p.set_data(from_numpy(value, dtype, ctx))
-    return p
+def lm_states_in(model: Model, state, batch=None):
+    """A state in the contract's layout (NumPy or nd) as nd arrays; None stays None."""
+    return states_in(model.cfg.layer_spec, state, model.dtype, model.device, batch)
 
 
-def build_lm(cfg: LMConfig, params: Params, dtype: str, ctx, code_path: str = "") -> MXNetLM:
-    """An `MXNetLM` holding canonical `params` (NumPy, already checked and cast) exactly;
-    `code_path` names the built-in layer's kernel (adapter.builtin_code_path).
+def loss(model: Model, ids, targets, state=None):
+    """The trainer's loss (call under `autograd.record()`): `(mean cross-entropy, the same,
+    detached final states)`; `ids, targets: (B, T)` NumPy or nd."""
+    logits, finals = forward(model, model.ids_in(ids), lm_states_in(model, state))
+    value = cross_entropy(logits, model.ids_in(targets))
+    return value, value, detach_state(finals)
+
+
+def bias_masks(model: Model) -> Dict[str, object]:
+    """`common.params.duplicate_bias_masks` by Gluon's names (`l0_h2h_bias`, ...) for the
+    built-in, by canonical names for scratch, as nd arrays (trainer.py says why)."""
+    spec = model.cfg.layer_spec
+    names = (None if model.module is None
+             else [native_prefix(p) + "h2h_bias" for p in prefixes(spec)])
+    masks = duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
+    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
+
+
+def make_trainer(model: Model, optimizer: str = "sgd", lr: float = 1.0,
+                 clip: Optional[float] = 1.0) -> Trainer:
+    """A `Trainer` over every parameter of `model` (`clip=None`: no clipping):
+    `step(ids, targets, state) -> (loss, detached state)`."""
+    return Trainer(model, loss, make_optimizer(model, optimizer, lr), clip, bias_masks(model))
+
+
+def build_lm(cfg: LMConfig, params: Params, dtype: str, device) -> Model:
+    """A `Model` holding canonical `params` (NumPy, already checked and cast) exactly, in
+    `dtype` on `device` (an `mx.Context`).
 
     Builtin: the layer stack goes into the hybridized Gluon layer once, in its layout, and stays
     there while training; only the head stays canonical.
     """
-    as_params = lambda keys: {k: make_parameter(k, params[k], dtype, ctx) for k in keys}
+    spec = cfg.layer_spec
     if cfg.impl != "builtin":
-        return MXNetLM(cfg, dtype, ctx, as_params(params),
-                       code_path=code_path_of(cfg.impl, cfg.layer_spec) + HEAD_CODE_PATH)
+        return build_model(cfg, cfg.impl, params, dtype, device,
+                           code_path_of(cfg.impl, spec) + HEAD_CODE_PATH)
     layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-    net = make_builtin(cfg.layer_spec, layer, dtype, ctx)
-    head = [k for k in params if k in HEAD_KEYS]
-    return MXNetLM(cfg, dtype, ctx, as_params(head), net, code_path + HEAD_CODE_PATH)
-
-
-def loss_and_backward(model: MXNetLM, ids, targets, state=None):
-    """Forward, mean cross-entropy and backward: gradients left in the `Parameter`s.
-
-    `ids, targets: (B, T)` (NumPy or nd) -> `(loss: nd scalar, final states as nd)`.
-    """
-    ids, targets, state = model.ids_in(ids), model.ids_in(targets), model.states_in(state)
-    with mx.autograd.record():
-        logits, finals = model.forward(ids, state)
-        loss = cross_entropy(logits, targets)
-    loss.backward()
-    return loss, finals
+    head = {k: v for k, v in params.items() if k in HEAD_KEYS}
+    path = builtin_code_path(spec, dtype, device) + HEAD_CODE_PATH
+    return build_model(cfg, cfg.impl, head, dtype, device, path, {"": (spec, layer)},
+                       lambda named, convert: lm_canonical(spec, named, convert))

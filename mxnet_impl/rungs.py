@@ -15,8 +15,7 @@ import functools
 import os
 import re
 import tempfile
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable
 
 import numpy as np
 
@@ -27,16 +26,17 @@ from common.rungs import (CANONICAL_RUNGS, FUSED_KEYS, canonical_grads, check_co
                           gate_width)
 
 from ._mx import mx
-from .adapter import builtin_code_path
-from .arrays import from_numpy, ids_in, to_numpy
+from .arrays import from_numpy, to_numpy
 from .cells import lstm_step
-from .convert import grads_from_native
 from .devices import device_name, resolve_device
-from .layers import builtin_forward, fast_code_path, fast_forward, make_builtin, run_direction
+from .layers import (builtin_code_path, builtin_forward, fast_code_path, fast_forward,
+                     make_builtin, run_direction)
 from .lm import HEAD_KEYS, cross_entropy, output_layer
+from .model import Model, build_model
 from .recurrence import (cached_blocks, make_loops, sigmoid as eltwise_sigmoid,
                          tanh as eltwise_tanh)
 from .runtime import openmp_counts
+from .trainer import Trainer
 
 nd = mx.nd
 
@@ -135,10 +135,10 @@ def onednn_layer(model, X, H, C):
 
 
 def compiled_layer(model, X, H, C):
-    if X.shape[0] != model.net.steps:
-        raise ValueError(f"the compiled rung is unrolled for {model.net.steps} steps, "
+    if X.shape[0] != model.module.steps:
+        raise ValueError(f"the compiled rung is unrolled for {model.module.steps} steps, "
                          f"got {X.shape[0]}: build it with steps={X.shape[0]}")
-    return model.net(X, H, C)
+    return model.module(X, H, C)
 
 
 def fast_layer(model, X, H, C):
@@ -148,7 +148,7 @@ def fast_layer(model, X, H, C):
 
 
 def builtin_layer(model, X, H, C):
-    Y, [(H, C)] = builtin_forward(model.cfg.layer_spec, model.net, X, [(H, C)])
+    Y, [(H, C)] = builtin_forward(model.cfg.layer_spec, model.module, X, [(H, C)])
     return Y, H, C
 
 
@@ -170,58 +170,38 @@ CODE_PATHS = {"d2l": "Python loop, imperative mx.nd, nd.dot (bundled OpenBLAS), 
                           "forward and backward loops hybridized, FullyConnected"}
 
 
-@dataclass
-class MXNetRung:
-    """One rung's model: `leaves` maps names (canonical, fused or Gluon's own) to
-    `(data, grad)` nd pairs, updated in place; `net` is the rung's Gluon block, if any."""
+def _blocks(model: Model) -> list:
+    """Every hybridized block the rung runs (the fast rung's: those it has made so far)."""
+    if model.impl == "fast":
+        return cached_blocks("lstm", model.cfg.hidden_size)
+    return list(model.modules.values())
 
-    rung: str
-    cfg: LMConfig
-    dtype: str
-    ctx: object
-    leaves: Dict[str, Tuple[object, object]]
-    net: Optional[object] = None
-    code_path: str = ""
-    loops: Tuple = ()  # the hand_vjp rung's hybridized forward and backward loops
 
-    def blocks(self) -> list:
-        """Every hybridized block the rung runs (the fast rung's: those it has made so far)."""
-        if self.rung == "fast":
-            return cached_blocks("lstm", self.cfg.hidden_size)
-        return ([self.net] if self.net is not None else []) + list(self.loops)
+def loss(model: Model, ids, targets):
+    """`ids, targets: (B, T)` nd -> `(mean cross-entropy, the same, logits (B, T, V))`, zero
+    state; `model.impl` names the rung. Call under `autograd.record()`. The hand_vjp rung runs
+    its backward here, by hand (`hand_forward_backward`), and says so with None in place of the
+    loss to differentiate."""
+    if model.impl == "hand_vjp":
+        with mx.autograd.pause():  # its loops run outside autograd
+            value, logits = hand_forward_backward(model, ids, targets)
+        return value, None, logits
+    X = nd.one_hot(ids.T, model.cfg.vocab_size, dtype=model.dtype)  # d2l: (T, B, V)
+    zeros = nd.zeros((X.shape[1], model.cfg.hidden_size), ctx=model.device, dtype=model.dtype)
+    Y, _, _ = LAYERS[model.impl](model, X, zeros, zeros)
+    logits = nd.swapaxes(output_layer(model.arrays(), Y), 0, 1)
+    value = cross_entropy(logits, targets)
+    return value, value, logits
 
-    def arrays(self) -> Dict[str, object]:
-        return {k: data for k, (data, _) in self.leaves.items()}
 
-    def loss(self, ids, targets):
-        """`ids, targets: (B, T)` nd -> `(mean cross-entropy, logits (B, T, V))`, zero state;
-        call under `autograd.record()`."""
-        X = nd.one_hot(ids.T, self.cfg.vocab_size, dtype=self.dtype)  # d2l: (T, B, V)
-        zeros = nd.zeros((X.shape[1], self.cfg.hidden_size), ctx=self.ctx, dtype=self.dtype)
-        Y, _, _ = LAYERS[self.rung](self, X, zeros, zeros)
-        logits = nd.swapaxes(output_layer(self.arrays(), Y), 0, 1)
-        return cross_entropy(logits, targets), logits
-
-    def canonical(self, named: Dict[str, np.ndarray]) -> Params:
-        """Gradients named as `leaves` -> canonical names (chain rule for the built-in)."""
-        if self.rung in TRANSPOSED:
+def _canonical(rung: str, cfg: LMConfig):
+    """The rung's `Model.to_canonical`: names as `leaves()` -> canonical (the transposed
+    rungs' `W_x`, `W_h` back to `(in, 4H)` first; chain rule for the built-in)."""
+    def to_canonical(named, convert):
+        if rung in TRANSPOSED:
             named = {k: (v.T if k in ("W_x", "W_h") else v) for k, v in named.items()}
-        return canonical_grads(self.rung, self.cfg, named, grads_from_native)
-
-
-def _attached(values: Params, dtype: str, ctx) -> Dict[str, Tuple[object, object]]:
-    """NumPy arrays -> `(data, grad)` pairs of nd arrays with a gradient buffer."""
-    out = {}
-    for name, value in values.items():
-        array = from_numpy(np.ascontiguousarray(value), dtype, ctx)
-        array.attach_grad()
-        out[name] = (array, array.grad)
-    return out
-
-
-def _block_leaves(net, ctx) -> Dict[str, Tuple[object, object]]:
-    n = len(net.prefix)
-    return {name[n:]: (p.data(ctx), p.grad(ctx)) for name, p in net.collect_params().items()}
+        return canonical_grads(rung, cfg, named, convert)
+    return to_canonical
 
 
 def _build_net(rung: str, cfg: LMConfig, params: Params, dtype: str, ctx, steps: int):
@@ -241,28 +221,35 @@ def _build_net(rung: str, cfg: LMConfig, params: Params, dtype: str, ctx, steps:
 
 
 def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
-          device: str = "cpu", steps: int = 35) -> MXNetRung:
-    """Rung `rung` holding canonical LM `params` (NumPy) exactly; `steps`: the sequence length
-    T (the compiled rung is unrolled for it)."""
+          device: str = "cpu", steps: int = 35) -> Model:
+    """Rung `rung` holding canonical LM `params` (NumPy) exactly, a `Model` with impl = the
+    rung; `steps`: the sequence length T (the compiled rung is unrolled for it)."""
     check_config(cfg)
     if rung not in RUNGS:
         raise NotSupported(f"mxnet has no rung {rung!r}; it has {', '.join(RUNGS)}")
     ctx = resolve_device(device)
-    head = _attached({k: v for k, v in params.items() if k in HEAD_KEYS}, dtype, ctx)
+    to_canonical = _canonical(rung, cfg)
+    head = {k: v for k, v in params.items() if k in HEAD_KEYS}
     if rung in LOOP_BLOCKS + ("builtin",):
         net = _build_net(rung, cfg, params, dtype, ctx, steps)
         path = CODE_PATHS.get(rung) or builtin_code_path(cfg.layer_spec, dtype, ctx)
-        return MXNetRung(rung, cfg, dtype, ctx, {**head, **_block_leaves(net, ctx)}, net, path)
+        model = build_model(cfg, rung, head, dtype, ctx, path, to_canonical=to_canonical)
+        model.modules[""] = net
+        return model
     if rung in CANONICAL_RUNGS:
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
     else:
         layer = {k: v for k, v in fuse_lstm(params).items() if k in FUSED_KEYS}
         if rung in TRANSPOSED:
-            layer = {k: (v.T if k in ("W_x", "W_h") else v) for k, v in layer.items()}
-    loops = make_loops(cfg.hidden_size, steps, HYBRIDIZE) if rung == "hand_vjp" else ()
-    return MXNetRung(rung, cfg, dtype, ctx, {**head, **_attached(layer, dtype, ctx)},
-                     code_path=CODE_PATHS.get(rung) or fast_code_path(cfg.layer_spec),
-                     loops=loops)
+            layer = {k: np.ascontiguousarray(v.T) if k in ("W_x", "W_h") else v
+                     for k, v in layer.items()}
+    model = build_model(cfg, rung, {**head, **layer}, dtype, ctx,
+                        CODE_PATHS.get(rung) or fast_code_path(cfg.layer_spec),
+                        to_canonical=to_canonical)
+    if rung == "hand_vjp":  # its hybridized forward and backward loops (no parameters)
+        model.modules.update(zip(("forward", "backward"),
+                                 make_loops(cfg.hidden_size, steps, HYBRIDIZE)))
+    return model
 
 
 def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
@@ -291,29 +278,22 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
     return step, lambda _: nd.waitall(), "FullyConnected (oneDNN on CPU)"
 
 
-def _forward_backward(model: MXNetRung, ids, targets):
-    """Loss and logits; the gradients left in the leaves' buffers."""
-    if model.rung == "hand_vjp":
-        return hand_forward_backward(model, ids, targets)
-    with mx.autograd.record():
-        loss, logits = model.loss(ids, targets)
-    loss.backward()
-    return loss, logits
-
-
-def hand_forward_backward(model: MXNetRung, ids, targets):
+def hand_forward_backward(model: Model, ids, targets):
     """The hand_vjp rung: the recurrence's forward and backward loops (recurrence.py) by hand,
-    autograd only for the head and the loss (whose input gradient `dY` the loops take)."""
-    p, grads = model.arrays(), {k: grad for k, (_, grad) in model.leaves.items()}
+    autograd only for the head and the loss (whose input gradient `dY` the loops take); the
+    gradients left in the leaves' buffers -> `(loss, logits (B, T, V))`."""
+    p = model.arrays()
+    grads = {k: param.grad(model.device) for k, param in model.leaves().items()}
+    forward_loop, backward_loop = model.modules["forward"], model.modules["backward"]
     X = nd.one_hot(ids.T, model.cfg.vocab_size, dtype=model.dtype)  # (T, B, V)
-    zeros = nd.zeros((X.shape[1], model.cfg.hidden_size), ctx=model.ctx, dtype=model.dtype)
-    Y, cells, gates = model.loops[0](fc(X, p["W_x"], p["b"]), p["W_h"], zeros, zeros)
+    zeros = nd.zeros((X.shape[1], model.cfg.hidden_size), ctx=model.device, dtype=model.dtype)
+    Y, cells, gates = forward_loop(fc(X, p["W_x"], p["b"]), p["W_h"], zeros, zeros)
     Y.attach_grad()
     with mx.autograd.record():
         logits = nd.swapaxes(output_layer(p, Y), 0, 1)
         loss = cross_entropy(logits, targets)
     loss.backward()
-    dG, grads["W_h"][:], _, _ = model.loops[1](Y.grad, zeros, zeros, p["W_h"], zeros, zeros, Y,
+    dG, grads["W_h"][:], _, _ = backward_loop(Y.grad, zeros, zeros, p["W_h"], zeros, zeros, Y,
                                               cells, gates)
     flat = lambda A: nd.transpose(nd.reshape(A, shape=(-1, A.shape[-1])))
     # XP = X W_x^T + b: dW_x = dG^T X over all T*B rows, db = the sum of dG
@@ -322,47 +302,57 @@ def hand_forward_backward(model: MXNetRung, ids, targets):
     return loss, logits
 
 
-def loss_and_grads(model: MXNetRung, ids, targets):
+def loss_and_grads(model: Model, ids, targets):
     """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks."""
-    loss, logits = _forward_backward(model, ids_in(ids, model.ctx), ids_in(targets, model.ctx))
-    grads = {k: to_numpy(grad) for k, (_, grad) in model.leaves.items()}
-    return float(loss.asscalar()), to_numpy(logits), model.canonical(grads)
+    with mx.autograd.record():
+        value, total, logits = loss(model, model.ids_in(ids), model.ids_in(targets))
+    if total is not None:
+        total.backward()
+    return float(value.asscalar()), to_numpy(logits), model.canonical_grads()
 
 
-def make_step(model: MXNetRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
-    """d2l's training step on one batch: forward, loss, backward, clipping, SGD; returns loss."""
-    from .train import clip_gradients
-    ids, targets = ids_in(ids, model.ctx), ids_in(targets, model.ctx)
-    pairs: List[Tuple[object, object]] = list(model.leaves.values())
-    grads = [grad for _, grad in pairs]
+class _SGD:
+    """d2l's `sgd` as the ladder runs it: one `nd.sgd_update` per leaf, in place (`p -= lr *
+    g`), with Gluon's `step(batch_size)` (the loss is a mean: batch_size 1). Not Gluon's
+    Trainer: that would group the updates into multi-tensor kernels (other operator counts),
+    and it refuses the hand_vjp rung's hand-written gradients as stale."""
 
-    def step():
-        loss, _ = _forward_backward(model, ids, targets)
-        clip_gradients(grads, clip)
-        for weight, grad in pairs:
-            nd.sgd_update(weight, grad, lr=lr, out=weight)
-        return loss
-    return step
+    def __init__(self, model: Model, lr: float):
+        self.lr = lr
+        self.pairs = [(p.data(model.device), p.grad(model.device))
+                      for p in model.leaves().values()]
+
+    def step(self, batch_size: int = 1):
+        for weight, grad in self.pairs:
+            nd.sgd_update(weight, grad, lr=self.lr, out=weight)
 
 
-def sync(model: MXNetRung) -> Callable[[object], None]:
+def make_step(model: Model, ids, targets, lr: float, clip: float) -> Callable[[], object]:
+    """d2l's training step on one batch (trainer.Trainer: forward, loss, backward, clipping,
+    SGD) -> a function of no arguments returning the loss, unsynchronised."""
+    ids, targets = model.ids_in(ids), model.ids_in(targets)
+    trainer = Trainer(model, loss, _SGD(model, lr), clip)
+    return lambda: trainer.step_async(ids, targets)[0]
+
+
+def sync(model: Model) -> Callable[[object], None]:
     """The barrier a timed step ends with: MXNet's engine is asynchronous on every device."""
     return lambda _: nd.waitall()
 
 
-def count_ops(model: MXNetRung, step: Callable[[], object]):
+def count_ops(model: Model, step: Callable[[], object]):
     """Operators one training step runs -> `(count, how it was counted)`, from MXNet's
     profiler, engine bookkeeping left out. A hybridized block runs its operators in bulk
     segments, which the profiler lists under one truncated name, so it is counted with bulking
     off (under autograd) or run imperatively (the hand_vjp and fast rungs' loops, which run
     outside autograd, where bulking has no switch): the same operators, one engine call each.
     The blocks are hybridized as before afterwards."""
-    for block in model.blocks():
-        if model.rung in ("hand_vjp", "fast"):
+    for block in _blocks(model):
+        if model.impl in ("hand_vjp", "fast"):
             block.hybridize(active=False)
         else:
             block.hybridize(**HYBRIDIZE, forward_bulk_size=1, backward_bulk_size=1)
-    if model.blocks():
+    if _blocks(model):
         step()  # traces the unbulked graphs outside the profile
     nd.waitall()
     try:
@@ -375,7 +365,7 @@ def count_ops(model: MXNetRung, step: Callable[[], object]):
             mx.profiler.set_state("stop")
             table = mx.profiler.dumps(reset=True)
     finally:
-        for block in model.blocks():
+        for block in _blocks(model):
             block.hybridize(**HYBRIDIZE)
     return _operator_count(table), "MXNet profiler operator calls (bulk execution off)"
 

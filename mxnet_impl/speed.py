@@ -3,7 +3,7 @@
 The same function names in `torch_impl/speed.py` and `jax_impl/speed.py`. MXNet's engine runs
 operators asynchronously on its own worker threads; every `Step.sync` is `mx.nd.waitall()`, which
 waits for all of them (CPU or GPU). The step is the adapter's own model and trainer (lm.py,
-train.py), not a copy.
+trainer.py), not a copy.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from common.errors import NotSupported
 from common.params import init_lm_params
 from common.speedcase import SpeedCase, Step
 
+from . import lm
 from ._mx import mx
 from .adapter import BACKEND
 from .arrays import from_numpy
@@ -46,7 +47,7 @@ def build_step(case: SpeedCase, ids: np.ndarray, targets: np.ndarray, seed: int 
         fn = lambda: trainer.step_async(ids_nd, targets_nd)[0]
         path = "autograd.record, d2l clipping, gluon.Trainer sgd"
     else:
-        fn = lambda: model.forward(ids_nd)[0]
+        fn = lambda: lm.forward(model, ids_nd)[0]
         path = "forward, not recording"
     return Step(fn, make_sync(ctx), f"{model.code_path}; {path}", _device_name(ctx))
 

@@ -1,27 +1,41 @@
-"""One training step of an `MXNetLM`: forward, mean cross-entropy, backward, d2l's clipping,
-then Gluon's `Trainer` with its 'sgd' or 'adam' optimizer.
+"""The one trainer of the MXNet backend: every experiment's training step is this one, with the
+experiment's loss, and Gluon's `Trainer` with its 'sgd' or 'adam' optimizer (or fastai's Adam,
+ladder.py) inside.
 
-The built-in layer trains the canonical model. Gluon carries two bias vectors per gate
-(docs/contract.md); canonical parameters put each bias on the input side and zero on the recurrent
-side. Those recurrent-side blocks duplicate a canonical bias, so their gradients are zeroed
-after every backward pass: they stay exactly zero under SGD and Adam, the norm that clipping
-sees is the canonical one, and a built-in model follows the scratch model's trajectory. (GRU's
-candidate block is no duplicate: it is `b_hn`, and it trains.) Without this the optimizer would
-move both copies, the canonical bias twice as far, as plain `gluon.rnn.LSTM` training does.
-The scratch reset_before GRU's `b_hn` duplicates `b_h` the same way and is held the same way.
+A step: the loss under `autograd.record()` (the experiment's `loss(model, *batch) -> (loss
+reported, loss differentiated, aux)`), backward, the masks (gradients of duplicated biases held
+at zero), d2l's global-norm clipping, the optimizer, the schedule (if any; fastai's lives inside
+its optimizer). The built-in layer trains the canonical model. Gluon carries two bias vectors
+per gate (docs/contract.md); canonical parameters put each bias on the input side and zero on
+the recurrent side. Those recurrent-side blocks duplicate a canonical bias, so the experiment
+passes masks that zero their gradients after every backward pass: they stay exactly zero under
+SGD and Adam, the norm that clipping sees is the canonical one, and a built-in model follows the
+scratch model's trajectory. (GRU's candidate block is no duplicate: it is `b_hn`, and it
+trains.) Without this the optimizer would move both copies, the canonical bias twice as far, as
+plain `gluon.rnn.LSTM` training does. The scratch reset_before GRU's `b_hn` duplicates `b_h`
+the same way and is held the same way.
+
+`optimizer="sgd"`: `p -= lr * g` (Gluon's SGD: no momentum, no weight decay).
+`optimizer="adam"`: Gluon's Adam with its defaults (beta1 0.9, beta2 0.999, eps 1e-8). MXNet
+folds the bias correction into the step size, `lr_t = lr * sqrt(1 - beta2**t) / (1 -
+beta1**t)`, `p -= lr_t * m / (sqrt(v) + eps)`, which equals the paper's (and torch's, optax's)
+`lr * m_hat / (sqrt(v_hat) + eps)` only with eps replaced by `eps / sqrt(1 - beta2**t)`: the
+same up to that epsilon. (MXNet's own docstring swaps beta1 and beta2 in this formula; its
+code reads as above.)
+
+MXNet hands `lr` (for Adam `lr_t`), `beta1`, `beta2` and `eps` to its update kernels as C
+`float`s, so in float64 they act rounded to float32: exact for `lr = 1.0` (d2l's SGD setting),
+off by about 1e-8 relative for `lr = 0.7`, and Adam's `1 - beta2` by 1.3e-5.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
+from typing import Callable, Dict, List, Optional
 
 from common.config import OPTIMIZERS, check_choice
-from common.params import Params, duplicate_bias_masks, prefixes
+from common.params import Params
 
 from ._mx import mx
-from .convert import NATIVE_GATES, native_prefix
-from .arrays import from_numpy
-from .lm import MXNetLM, detach_state, loss_and_backward
+from .model import Model
 
 nd = mx.nd
 
@@ -41,66 +55,62 @@ def clip_gradients(grads: List, theta: float) -> List:
     return grads
 
 
-def bias_masks(model: MXNetLM) -> Dict[str, object]:
-    """`common.params.duplicate_bias_masks` by Gluon's names (`l0_h2h_bias`, ...) for the
-    built-in, by canonical names for scratch, as nd arrays."""
-    spec = model.cfg.layer_spec
-    names = None if model.net is None else [native_prefix(p) + "h2h_bias" for p in prefixes(spec)]
-    masks = duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
-    return {k: from_numpy(m, model.dtype, model.ctx) for k, m in masks.items()}
+def make_optimizer(model: Model, optimizer: str = "sgd", lr: float = 1.0):
+    """Gluon's `Trainer` with its 'sgd' (no momentum) or 'adam' (its defaults) optimizer over
+    every leaf (one context, so no kvstore)."""
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    return mx.gluon.Trainer(list(model.leaves().values()), optimizer, {"learning_rate": lr})
 
 
 class Trainer:
-    """Updates an `MXNetLM` in place; `step(ids, targets, state) -> (loss, detached state)`.
+    """Updates a `Model` in place: `step(*batch) -> (loss, aux)`, where `aux` is what the loss
+    returns beside it (the language model's detached final states, say). `optimizer`: anything
+    with Gluon's `step(batch_size)`; the loss is already a mean, hence `step(1)`."""
 
-    `optimizer="sgd"`: `p -= lr * g` (Gluon's SGD: no momentum, no weight decay).
-    `optimizer="adam"`: Gluon's Adam with its defaults (beta1 0.9, beta2 0.999, eps 1e-8). MXNet
-    folds the bias correction into the step size, `lr_t = lr * sqrt(1 - beta2**t) / (1 -
-    beta1**t)`, `p -= lr_t * m / (sqrt(v) + eps)`, which equals the paper's (and torch's, optax's)
-    `lr * m_hat / (sqrt(v_hat) + eps)` only with eps replaced by `eps / sqrt(1 - beta2**t)`: the
-    same up to that epsilon. (MXNet's own docstring swaps beta1 and beta2 in this formula; its
-    code reads as above.)
-
-    MXNet hands `lr` (for Adam `lr_t`), `beta1`, `beta2` and `eps` to its update kernels as C
-    `float`s, so in float64 they act rounded to float32: exact for `lr = 1.0` (d2l's SGD
-    setting), off by about 1e-8 relative for `lr = 0.7`, and Adam's `1 - beta2` by 1.3e-5.
-    """
-
-    def __init__(self, model: MXNetLM, optimizer: str = "sgd", lr: float = 1.0,
-                 clip: Optional[float] = 1.0):
-        check_choice("optimizer", optimizer, OPTIMIZERS)
-        self.model, self.clip = model, clip
+    def __init__(self, model: Model, loss: Callable, optimizer,
+                 clip: Optional[float] = None, masks: Optional[Dict[str, object]] = None,
+                 scheduler=None, evaluate: Optional[Callable] = None):
+        self.model, self.loss, self.optimizer, self.clip = model, loss, optimizer, clip
+        self.scheduler, self.evaluator = scheduler, evaluate
         leaves = model.leaves()
-        self.grads = [p.grad(model.ctx) for p in leaves.values()]
-        self.masks = [(leaves[name].grad(model.ctx), mask)
-                      for name, mask in bias_masks(model).items()]
-        # one context, so no kvstore; the loss is already a mean, hence step(1) below
-        self.trainer = mx.gluon.Trainer(list(leaves.values()), optimizer, {"learning_rate": lr})
+        self.grads = [p.grad(model.device) for p in leaves.values()]
+        self.masks = [(leaves[name].grad(model.device), mask)
+                      for name, mask in (masks or {}).items()]
 
-    def step(self, ids, targets, state=None):
-        """`ids, targets: (B, T)`; `state`: the previous step's (None: zeros) -> `(loss, state)`."""
-        loss, state = self.step_async(ids, targets, state)
-        return float(loss.asscalar()), state
+    @property
+    def code_path(self) -> str:
+        return self.model.code_path
 
-    def step_async(self, ids, targets, state=None):
-        """`step` without waiting for the result: `(loss as an nd scalar, detached state)`.
+    def step(self, *batch):
+        """One update on `batch` -> `(loss as a float, aux)`."""
+        loss, aux = self.step_async(*batch)
+        return float(loss.asscalar()), aux
+
+    def step_async(self, *batch):
+        """`step` without waiting for the result: `(loss as an nd scalar, aux)`.
 
         No host sync inside (MXNet's engine runs on); a timing harness calls `mx.nd.waitall()`.
+        A loss differentiated of None: the loss has left the gradients in the buffers itself
+        (the hand_vjp rung's hand-written backward, rungs.py).
         """
-        loss, finals = loss_and_backward(self.model, ids, targets, state)
+        with mx.autograd.record():
+            loss, total, aux = self.loss(self.model, *batch)
+        if total is not None:
+            total.backward()
         for grad, mask in self.masks:
             grad *= mask
         if self.clip is not None:
             clip_gradients(self.grads, self.clip)
-        self.trainer.step(1)
-        return loss, detach_state(finals)
+        self.optimizer.step(1)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss, aux
+
+    def evaluate(self, *batch):
+        """The experiment's evaluation of the current parameters (no update, not recording)."""
+        with mx.autograd.pause():
+            return self.evaluator(self.model, *batch)
 
     def params(self) -> Params:
         """The model's current parameters in canonical form (NumPy)."""
         return self.model.canonical_params()
-
-
-def make_trainer(model: MXNetLM, optimizer: str = "sgd", lr: float = 1.0,
-                 clip: Optional[float] = 1.0) -> Trainer:
-    """A `Trainer` over every parameter of `model` (`clip=None`: no clipping)."""
-    return Trainer(model, optimizer, lr, clip)

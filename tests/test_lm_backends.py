@@ -213,7 +213,7 @@ def test_reset_before_scratch_gru_trains_as_d2ls_one_bias_gru(backend, optimizer
                                    **allclose("same operations"))
 
 
-# MXNet's Adam forms its step differently (documented in mxnet_impl.train):
+# MXNet's Adam forms its step differently (documented in mxnet_impl.trainer):
 # test_lm_mxnet_impl.test_adam_step_is_mxnets_documented_update checks that one.
 @grid("impl,cell_id,inputs,layers,dtype", [(i, "lstm", "embed", "L1", "float64") for i in IMPLS],
       backends=["torch", "jax"])

@@ -17,7 +17,7 @@ be = get_backend("mxnet")
 
 from mxnet_impl._mx import mx  # noqa: E402  (after the skip: needs mxnet)
 from mxnet_impl.arrays import from_numpy  # noqa: E402
-from mxnet_impl.train import clip_gradients  # noqa: E402
+from mxnet_impl.trainer import clip_gradients  # noqa: E402
 
 
 def test_unseen_gpu_is_a_clear_error():
@@ -50,7 +50,7 @@ def test_clip_gradients_is_d2l_exact():
 
 
 def test_sgd_learning_rate_acts_rounded_to_float32():
-    """MXNet's kernels take `lr` as a C float (documented in train.Trainer)."""
+    """MXNet's kernels take `lr` as a C float (documented in trainer.py)."""
     cfg, params, ids, targets, state = case("scratch", "rnn", "onehot", 1)
     _, grads, _ = be.lm_loss_grads(be.build_lm(cfg, params, "float64"), ids, targets, state)
     trainer = be.make_trainer(be.build_lm(cfg, params, "float64"), "sgd", 0.7, None)
