@@ -2,7 +2,8 @@
 state out), fastai's `fit_one_cycle` optimizer (optax's `adamw` chain under
 `inject_hyperparams`, lr from `cosine_onecycle_schedule`, beta1 from
 `piecewise_interpolate_schedule`, the built-ins' biases stepped twice as far: common/ladder.py),
-AR/TAR, and a trainer whose step and evaluation are jitted.
+AR/TAR, and the one trainer (trainer.py) with this module's loss, whose step and evaluation
+are jitted.
 
 ids `(B, T)` -> embedded `(T, B, H)` -> models 1-4: fastbook's `h = relu((h + x_t) @ W_hh + b_h)`
 (1 written out, 2-4 through `layers.run_direction`, a `lax.scan`); 5-7: Flax's `nn.RNN` over
@@ -18,7 +19,10 @@ there.
 from __future__ import annotations
 
 import functools
+import itertools
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +37,8 @@ from .arrays import to_numpy
 from .convert import name_map
 from .devices import compute_scope, resolve_device
 from .layers import builtin_code_path, builtin_forward, run_direction, scratch_code_path
+from .model import Model, build_model
+from .trainer import Optimizer, Trainer
 
 
 def embed(p, ids):
@@ -170,92 +176,92 @@ def schedule_trace(sched: OneCycle, grads=None, wd: float = 0.0, dtype: str = "f
     return np.array(lrs), np.array(moms), np.array(weights)
 
 
-# ---------------------------------------------------------------- trainer
+@dataclass(frozen=True)
+class _FastaiAdam:
+    """`make_optimizer`'s transform as a static argument of trainer.train_step: equal for
+    equal names, masks and schedule, so trainers of one rung and schedule share an executable.
+    Its rates are scheduled inside (optax's step count), so it takes no `hyper`."""
+
+    names: Tuple[str, ...]
+    no_decay: Tuple[str, ...]
+    wd: float
+    sched: OneCycle
+    doubled: Tuple[str, ...]
+
+    def __call__(self, hyper) -> optax.GradientTransformation:
+        return make_optimizer(dict.fromkeys(self.names), self.no_decay, self.wd, self.sched,
+                              self.doubled)
+
+
+# ---------------------------------------------------------------- models and trainer
+
+def build(spec: LadderSpec, params: Params, device, dtype: str = "float32") -> Model:
+    """A `Model` holding `params` (NumPy) exactly, in `dtype`, on `device` (a `jax.Device`):
+    `cfg` the rung's spec, impl "loop" (models 1-4) or "builtin" (5-7). Every model's pytree
+    keeps canonical names; models 5-7 hand the stack to Flax under its names inside the forward
+    (`recurrent`, a rename that jit makes free)."""
+    hidden = params["embedding"].shape[1]
+    path = (builtin_code_path(layer_spec(spec, hidden), device.platform) if spec.builtin
+            else scratch_code_path(device.platform))
+    return build_model(spec, "builtin" if spec.builtin else "loop", params, dtype, device, path)
+
 
 def _loss(spec: LadderSpec, params, x, y, state, keep):
+    """The trainer's loss, traced: `(mean cross-entropy, what is differentiated: model 7 adds
+    AR/TAR, final states)`; `keep`: the step's dropout mask or None."""
     fwd = forward(spec, params, x, state, keep)
-    loss = token_nll(fwd.logits, y).mean()
-    total = loss + ar_tar(fwd.raw, fwd.out, spec.alpha, spec.beta) \
-        if spec.alpha or spec.beta else loss
-    return total, (loss, fwd.state)
+    value = token_nll(fwd.logits, y).mean()
+    total = value + ar_tar(fwd.raw, fwd.out, spec.alpha, spec.beta) \
+        if spec.alpha or spec.beta else value
+    return value, total, jax.lax.stop_gradient(fwd.state)
 
 
-def _train_step(spec: LadderSpec, tx, params, opt_state, x, y, state, keep):
-    grads, (loss, state) = jax.grad(functools.partial(_loss, spec), has_aux=True)(
-        params, x, y, state, keep)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, jax.lax.stop_gradient(state)
-
-
+@functools.partial(jax.jit, static_argnums=0)
 def _eval_step(spec: LadderSpec, params, x, y, state):
     fwd = forward(spec, params, x, state)
     correct = jnp.sum(jnp.argmax(fwd.logits, axis=-1) == y)
     return token_nll(fwd.logits, y).sum(), correct, fwd.state
 
 
-class Trainer:
-    """Trains one rung: `step(x, y, state) -> (loss, state)`, `evaluate(...)`; the parameters
-    are an explicit pytree, `tree`, replaced at every step.
+def _ids_and_state(model: Model, x, y, state):
+    """ids as int32 arrays and the state (None -> zeros); call inside the scope."""
+    if state is None:
+        state = zero_state(model.cfg, len(x), model.params["embedding"].shape[1], model.dtype)
+    return jnp.asarray(x, jnp.int32), jnp.asarray(y, jnp.int32), state
 
-    The loss returned is the cross-entropy; model 7 adds AR/TAR to what is differentiated
-    (fastai adds them to `loss_grad` only). States are device arrays, opaque to the caller;
-    None means zeros. Dropout masks: `dropout_keep(seed, step number)`, the same in every
-    framework. `dtype`: of parameters, states, masks, Adam's moments and hyperparameters.
-    """
 
-    def __init__(self, spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
-                 seed: int = 0, dtype: str = "float32"):
-        self.spec, self.device, self.dtype = spec, resolve_device(device), dtype
-        self.hidden = params["embedding"].shape[1]
-        with self._scope():
-            self.tree = {k: jnp.asarray(v, dtype) for k, v in params.items()}
-            tx = make_optimizer(self.tree, spec.no_decay, spec.wd, sched,
-                                doubled_bias_keys(spec))
-            self.opt_state = tx.init(self.tree)
-            self.seed, self.count = seed, 0
-        self._step = jax.jit(functools.partial(_train_step, spec, tx))
-        self._eval = jax.jit(functools.partial(_eval_step, spec))
-        platform = self.device.platform
-        self.code_path = (builtin_code_path(layer_spec(spec, self.hidden), platform)
-                          if spec.builtin else scratch_code_path(platform))
-
-    def _scope(self):
-        return compute_scope(self.device, self.dtype)
-
-    def _inputs(self, x, y, state):
-        """ids as int32 arrays and the state (None -> zeros); call inside the scope."""
-        if state is None:
-            state = zero_state(self.spec, len(x), self.hidden, self.dtype)
-        return jnp.asarray(x, jnp.int32), jnp.asarray(y, jnp.int32), state
-
-    def _keep(self, x):
-        """This step's dropout mask as an array (None without dropout); counts the step; call
-        inside the scope."""
-        keep = dropout_keep(self.spec, np.shape(x), self.hidden, self.seed, self.count, self.dtype)
-        self.count += 1
-        return None if keep is None else jnp.asarray(keep, self.dtype)
-
-    def step(self, x, y, state=None):
-        """x: (B, 3) or (B, T) ids; y: (B,) or (B, T) -> (mean cross-entropy, state)."""
-        with self._scope():
-            self.tree, self.opt_state, loss, state = self._step(
-                self.tree, self.opt_state, *self._inputs(x, y, state), self._keep(x))
-        return float(loss), state
-
-    def evaluate(self, x, y, state=None):
-        """No dropout, no update -> (summed cross-entropy, correct predictions, positions, state)."""
-        with self._scope():
-            loss_sum, correct, state = self._eval(self.tree, *self._inputs(x, y, state))
-        return float(loss_sum), int(correct), int(np.size(y)), state
-
-    def params(self) -> Params:
-        """The current parameters in canonical form (NumPy)."""
-        return to_numpy(dict(self.tree))
+def _evaluate(model: Model, x, y, state=None):
+    """No dropout, no update -> (summed cross-entropy, correct predictions, positions, state)."""
+    loss_sum, correct, state = _eval_step(model.cfg, model.params,
+                                          *_ids_and_state(model, x, y, state))
+    return float(loss_sum), int(correct), int(np.size(y)), state
 
 
 def make_trainer(spec: LadderSpec, params: Params, sched: OneCycle, device="cpu",
                  seed: int = 0, dtype: str = "float32") -> Trainer:
-    return Trainer(spec, params, sched, device, seed, dtype)
+    """Trains one rung: `step(x, y, state) -> (loss, state)`, `evaluate(x, y, state)`; the
+    parameters are the model's explicit pytree, replaced at every step (trainer.train_step,
+    jitted, as is the evaluation).
+
+    x: (B, 3) or (B, T) ids; y: (B,) or (B, T). The loss returned is the cross-entropy; model 7
+    adds AR/TAR to what is differentiated (fastai adds them to `loss_grad` only). States are
+    device arrays, opaque to the caller; None means zeros. Dropout masks: `dropout_keep(seed,
+    step number)`, the same in every framework. `dtype`: of parameters, states, masks, Adam's
+    moments and hyperparameters. `evaluate`: no dropout, no update -> (summed cross-entropy,
+    correct predictions, positions, state).
+    """
+    model = build(spec, params, resolve_device(device), dtype)
+    hidden, steps = params["embedding"].shape[1], itertools.count()
+
+    def inputs(model, x, y, state=None):
+        keep = dropout_keep(spec, np.shape(x), hidden, seed, next(steps), dtype)
+        keep = None if keep is None else jnp.asarray(keep, dtype)
+        return (*_ids_and_state(model, x, y, state), keep)
+
+    # every leaf, the built-ins' doubled biases stepped twice as far (common/ladder.py)
+    transform = _FastaiAdam(tuple(model.params), tuple(spec.no_decay), spec.wd, sched,
+                            tuple(doubled_bias_keys(spec)))
+    return Trainer(model, _loss, Optimizer(transform, {}), evaluate=_evaluate, inputs=inputs)
 
 
 # ---------------------------------------------------------------- NumPy helpers for tests
@@ -284,5 +290,5 @@ def loss_grads(spec: LadderSpec, params: Params, x, y, dtype: str = "float32"):
         p = {k: jnp.asarray(v, dtype) for k, v in params.items()}
         mean_nll = lambda q: token_nll(forward(spec, q, jnp.asarray(x, jnp.int32)).logits,
                                        jnp.asarray(y, jnp.int32)).mean()
-        loss, grads = jax.value_and_grad(mean_nll)(p)
-        return float(loss), to_numpy(dict(grads))
+        value, grads = jax.value_and_grad(mean_nll)(p)
+        return float(value), to_numpy(dict(grads))

@@ -15,27 +15,25 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from common.config import LMConfig
 from common.errors import NotSupported
 from common.params import Params, sub_params
 from common.rungs import CANONICAL_RUNGS, canonical_grads, check_config, fuse_lstm, gate_width
 
-from .arrays import ids_in, to_numpy
+from .arrays import to_numpy
 from .cells import SPLITS, lstm_pointwise, lstm_step
-from .convert import grads_from_native, to_native
 from .devices import compute_scope, device_names, resolve_device
 from .layers import (builtin_code_path, builtin_forward, fast_code_path, fast_forward,
                      run_direction)
 from .lm import HEAD_KEYS, cross_entropy
+from .model import Model, build_model
 from .recurrence import scan_split
-from .train import clip_gradients
+from .trainer import Trainer, make_optimizer, train_step
 
 RUNGS = ("d2l", "fused", "hoisted", "compiled", "hand_vjp", "fast", "builtin")
 EAGER = ("d2l", "fused", "hoisted")
@@ -107,8 +105,9 @@ CODE_PATHS = {"d2l": "Python loop, JAX ops dispatched one by one, 8 matmuls per 
                           "step jitted"}
 
 
-def loss_fn(rung: str, cfg: LMConfig, params, ids, targets):
-    """`(mean cross-entropy, logits (B, T, V))` from the zero state; `ids, targets: (B, T)`."""
+def loss(rung: str, cfg: LMConfig, params, ids, targets):
+    """`(mean cross-entropy, the same, logits (B, T, V))` from the zero state, traced;
+    `ids, targets: (B, T)`."""
     X = jax.nn.one_hot(ids.T, cfg.vocab_size, dtype=params["W_hq"].dtype)  # d2l: (T, B, V)
     zeros = jnp.zeros((X.shape[1], cfg.hidden_size), X.dtype)
     if rung in SPEC_LAYERS:
@@ -117,93 +116,78 @@ def loss_fn(rung: str, cfg: LMConfig, params, ids, targets):
         layer = LAYERS[rung]
     Y, _ = layer(params, X, (zeros, zeros))
     logits = jnp.swapaxes(Y @ params["W_hq"] + params["b_q"], 0, 1)
-    return cross_entropy(logits, targets), logits
+    value = cross_entropy(logits, targets)
+    return value, value, logits
+
+
+def _trained(rung: str, cfg: LMConfig, params, ids, targets):
+    """`loss` as the trainer takes it: the logits are not returned from the step."""
+    value, total, _ = loss(rung, cfg, params, ids, targets)
+    return value, total, None
+
+
+# Each rung's loss for trainer.train_step, made once: a static argument, so that every step of
+# a rung runs one executable.
+LOSSES = {rung: functools.partial(_trained, rung) for rung in RUNGS}
 
 
 def grads_fn(rung, cfg, params, ids, targets):
     """`(loss, logits, gradients by the names of params)`."""
-    (loss, logits), grads = jax.value_and_grad(loss_fn, argnums=2, has_aux=True)(
-        rung, cfg, params, ids, targets)
-    return loss, logits, grads
+    def differentiated(p):
+        _, value, logits = loss(rung, cfg, p, ids, targets)
+        return value, logits
 
-
-def train_step(rung, cfg, params, ids, targets, hyper):
-    """d2l's step: gradients, clipping, `p - lr * g` -> `(loss, new params)`."""
-    loss, _, grads = grads_fn(rung, cfg, params, ids, targets)
-    grads = clip_gradients(grads, hyper["clip"])
-    return loss, jax.tree.map(lambda p, g: p - hyper["lr"] * g, params, grads)
+    (value, logits), grads = jax.value_and_grad(differentiated, has_aux=True)(params)
+    return value, logits, grads
 
 
 grads_jit = jax.jit(grads_fn, static_argnums=(0, 1))
-train_step_jit = jax.jit(train_step, static_argnums=(0, 1))
-
-
-@dataclass
-class JaxRung:
-    """One rung's model: its parameter pytree (canonical, fused or Flax's names) on `device`."""
-
-    rung: str
-    cfg: LMConfig
-    dtype: str
-    device: jax.Device
-    params: Dict[str, jax.Array]
-    code_path: str = ""
-
-    def scope(self):
-        return compute_scope(self.device, self.dtype)
-
-    @property
-    def eager(self) -> bool:
-        return self.rung in EAGER
-
-    def canonical(self, named: Dict[str, np.ndarray]) -> Params:
-        """Gradients named as `params` -> canonical names (one path each for the built-in)."""
-        return canonical_grads(self.rung, self.cfg, named, grads_from_native)
 
 
 def build(rung: str, cfg: LMConfig, params: Params, dtype: str = "float32",
-          device: str = "cpu", steps: int = 35) -> JaxRung:
-    """Rung `rung` holding canonical LM `params` (NumPy) exactly; `steps` (T) is not needed
-    here (MXNet's compiled rung is unrolled for it)."""
+          device: str = "cpu", steps: int = 35) -> Model:
+    """Rung `rung` (the model's `impl`) holding canonical LM `params` (NumPy) exactly; `steps`
+    (T) is not needed here (MXNet's compiled rung is unrolled for it)."""
     check_config(cfg)
     if rung not in RUNGS:
         raise NotSupported(f"jax has no rung {rung!r}; it has {', '.join(RUNGS)}")
     dev = resolve_device(device)
+    to_canonical = lambda named, convert: canonical_grads(rung, cfg, named, convert)
     if rung == "builtin":
         layer = {k: v for k, v in params.items() if k not in HEAD_KEYS}
-        named = {**to_native(cfg.layer_spec, layer),
-                 **{k: v for k, v in params.items() if k in HEAD_KEYS}}
-        path = builtin_code_path(cfg.layer_spec, dev.platform) + ", step jitted"
-    else:
-        named = params if rung in CANONICAL_RUNGS else fuse_lstm(params)
-        path = CODE_PATHS.get(rung) or fast_code_path(dev.platform, cfg.layer_spec)
-    model = JaxRung(rung, cfg, dtype, dev, {}, path)
-    with model.scope():
-        model.params = {k: jnp.asarray(np.asarray(v), dtype=dtype) for k, v in named.items()}
-    return model
+        head = {k: v for k, v in params.items() if k in HEAD_KEYS}
+        return build_model(cfg, rung, head, dtype, dev,
+                           builtin_code_path(cfg.layer_spec, dev.platform) + ", step jitted",
+                           {"": (cfg.layer_spec, layer)}, to_canonical)
+    return build_model(cfg, rung, params if rung in CANONICAL_RUNGS else fuse_lstm(params),
+                       dtype, dev, CODE_PATHS.get(rung) or fast_code_path(dev.platform,
+                                                                           cfg.layer_spec),
+                       to_canonical=to_canonical)
 
 
-def loss_and_grads(model: JaxRung, ids, targets):
+def loss_and_grads(model: Model, ids, targets):
     """`(loss, logits (B, T, V), canonical gradients)` as NumPy, for the parity checks; eager
     rungs run eagerly, the others jitted, as they train."""
-    fn = grads_fn if model.eager else grads_jit
+    fn = grads_fn if model.impl in EAGER else grads_jit
     with model.scope():
-        loss, logits, grads = fn(model.rung, model.cfg, model.params, ids_in(ids), ids_in(targets))
-        return float(loss), to_numpy(logits), model.canonical(to_numpy(grads))
+        value, logits, grads = fn(model.impl, model.cfg, model.params, model.ids_in(ids),
+                                  model.ids_in(targets))
+        return float(value), to_numpy(logits), model.canonical(to_numpy(grads), grads=True)
 
 
-def make_step(model: JaxRung, ids, targets, lr: float, clip: float) -> Callable[[], object]:
-    """d2l's training step on one batch; updates `model.params`, returns `(loss, params)`."""
-    fn = train_step if model.eager else train_step_jit
+def make_step(model: Model, ids, targets, lr: float, clip: float) -> Callable[[], object]:
+    """d2l's training step on one batch (trainer.Trainer: loss, gradients, clipping, SGD),
+    op by op for the eager rungs, else jitted -> a function of no arguments that updates
+    `model.params` and returns `(loss, params)`, unsynchronised."""
+    trainer = Trainer(model, LOSSES[model.impl], make_optimizer(model, "sgd", lr), clip,
+                      jit=model.impl not in EAGER)
     with model.scope():
-        ids, targets = ids_in(ids), ids_in(targets)
-        hyper = {"lr": jnp.asarray(lr, model.dtype), "clip": jnp.asarray(clip, model.dtype)}
+        ids, targets = model.ids_in(ids), model.ids_in(targets)
 
     def step():
-        with model.scope():
-            loss, model.params = fn(model.rung, model.cfg, model.params, ids, targets, hyper)
-        return loss, model.params
-    step.args = (ids, targets, hyper)  # for count_ops
+        loss_, _ = trainer.step_async(ids, targets)
+        return loss_, model.params
+    step.trainer, step.batch = trainer, (ids, targets)  # for count_ops
     return step
 
 
@@ -237,24 +221,23 @@ def products_step(cfg: LMConfig, batch: int, steps: int, dtype: str = "float32",
     return step, jax.block_until_ready, "XLA dots (jitted, recurrent ones in lax.scan)"
 
 
-def sync(model: JaxRung) -> Callable[[object], object]:
+def sync(model: Model) -> Callable[[object], object]:
     """The barrier a timed step ends with: JAX dispatches asynchronously on every device."""
     return jax.block_until_ready
 
 
-def count_ops(model: JaxRung, step: Callable[[], object]):
+def count_ops(model: Model, step: Callable[[], object]):
     """Kernels one training step runs -> `(count, how it was counted)`. Eager rungs: the
     primitives of the step's jaxpr, each dispatched on its own (a nested jit as one call).
     Jitted rungs: the compiled HLO's kernels (fusions, dots, copies...), loop bodies times
     their trip count."""
-    ids, targets, hyper = step.args
-    args = (model.rung, model.cfg, model.params, ids, targets, hyper)
     with model.scope():
-        if model.eager:
-            closed = jax.make_jaxpr(train_step, static_argnums=(0, 1))(*args)
+        args = step.trainer.step_args(*step.batch)
+        if model.impl in EAGER:
+            closed = jax.make_jaxpr(step.trainer.step_fn, static_argnums=(0, 1, 2))(*args)
             return jaxpr_ops(closed.jaxpr), "jaxpr primitives dispatched eagerly"
-        text = train_step_jit.lower(*args).compile().as_text()
-    return hlo_kernels(text, ids.shape[1]), "XLA HLO kernels (loops x trips)"
+        text = train_step.lower(*args).compile().as_text()
+    return hlo_kernels(text, step.batch[0].shape[1]), "XLA HLO kernels (loops x trips)"
 
 
 def jaxpr_ops(jaxpr) -> int:

@@ -11,34 +11,30 @@ the non-padding labels.
 Parameters are one flat dict (a pytree): canonical names for the embeddings and the output
 layer (and for scratch every GRU layer); for builtin each layer's Flax parameters under
 `encoder.l{k}.` + convert.py's native name, so gradients and Adam act on the built-in's own
-parameters. Every call runs inside `devices.compute_scope` (x64 only for float64); forward,
-loss and gradients, greedy decoding and the whole train step (loss, gradients, clipping, Adam)
-are each one jitted function with the config static.
+parameters. Every call runs inside `Model.scope()` (x64 only for float64); forward, loss and
+gradients, greedy decoding and the whole train step (trainer.train_step: loss, gradients,
+clipping, Adam) are each one jitted function with the config static.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax import lax
 
-from common.backend import refuse_reset_before
 from common.params import Params, cast_params, sub_params
 from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
-from .arrays import from_numpy, ids_in, to_numpy
-from .convert import from_native, grads_from_native, to_native
-from .devices import compute_scope, resolve_device
-from .layers import (builtin_code_path, builtin_forward, builtin_name, scratch_code_path,
-                     scratch_forward)
-from .train import clip_gradients
+from .arrays import to_numpy
+from .devices import resolve_device
+from .layers import builtin_code_path, builtin_forward, scratch_code_path, scratch_forward
+from .model import Model, build_model
+from .trainer import Trainer, make_optimizer
 
 
 def run_layer(cfg: Seq2SeqConfig, params, side: str, k: int, X, state):
@@ -93,30 +89,20 @@ def masked_loss(logits, label, mask):
     return (nll * mask).sum() / mask.sum()
 
 
-def loss_fn(cfg, params, src, dec_in, label, mask, drops=None):
-    return masked_loss(logits_of(cfg, params, src, dec_in, drops), label, mask)
+def loss(cfg: Seq2SeqConfig, params, src, dec_in, label, mask, drops=None):
+    """The masked loss of one batch of device arrays (`mask`: common.seq2seq.label_mask;
+    `drops`: the step's dropout multipliers, None or empty: no dropout), traced, as the
+    trainer wants it: `(loss, loss, None)`."""
+    value = masked_loss(logits_of(cfg, params, src, dec_in, drops), label, mask)
+    return value, value, None
+
+
+def _masked(cfg, params, src, dec_in, label, mask):
+    return loss(cfg, params, src, dec_in, label, mask)[1]
 
 
 forward_jit = jax.jit(logits_of, static_argnums=0)
-loss_and_grads_jit = jax.jit(jax.value_and_grad(loss_fn, argnums=1), static_argnums=0)
-
-
-@functools.lru_cache(maxsize=None)
-def adam(lr: float) -> optax.GradientTransformation:
-    """One `optax.adam` per learning rate, so that jit's cache keyed on it is hit again."""
-    return optax.adam(lr)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def train_step(cfg, lr, clip, params, opt_state, drops, src, dec_in, label, mask):
-    """One Adam step on the masked loss, jitted whole: `(params, opt_state, loss)`; `drops`: the
-    step's dropout multipliers (a dict of arrays, empty without dropout)."""
-    loss, grads = jax.value_and_grad(loss_fn, argnums=1)(cfg, params, src, dec_in, label, mask,
-                                                         drops)
-    if clip is not None:
-        grads = clip_gradients(grads, clip)
-    updates, opt_state = adam(lr).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+loss_and_grads_jit = jax.jit(jax.value_and_grad(_masked, argnums=1), static_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))
@@ -139,126 +125,65 @@ def greedy_tokens(cfg, params, src, bos: int, num_steps: int):
     return tokens.T
 
 
-@dataclass
-class JaxSeq2Seq:
-    """Parameters only: device arrays in `params` (see the module docstring for the names);
-    the trainer replaces them after every step."""
-
-    cfg: Seq2SeqConfig
-    dtype: str
-    device: jax.Device
-    params: Dict[str, jax.Array]
-    code_path: str = ""
-
-    def scope(self):
-        return compute_scope(self.device, self.dtype)
-
-    def ids_in(self, ids, vocab_size: int, name: str) -> jax.Array:
-        """Token ids as int32 on the device, range-checked; call inside `scope()`."""
-        return ids_in(np.asarray(ids), None, vocab_size, name)
-
-    def array(self, array) -> jax.Array:
-        """A NumPy array in the model's dtype on the device; call inside `scope()`."""
-        return from_numpy(np.asarray(array), self.dtype)
-
-    def batch(self, src, dec_in, label=None, label_valid_len=None):
-        """`(src, dec_in[, label, mask])` as device arrays, ids range-checked."""
-        cfg = self.cfg
-        out = (self.ids_in(src, cfg.src_vocab_size, "source"),
-               self.ids_in(dec_in, cfg.tgt_vocab_size, "decoder input"))
-        if label is None:
-            return out
-        label = np.asarray(label)
-        return out + (self.ids_in(label, cfg.tgt_vocab_size, "label"),
-                      self.array(label_mask(label_valid_len, label.shape[1], self.dtype)))
+def _batch(model: Model, src, dec_in, label=None, label_valid_len=None):
+    """`(src, dec_in[, label, mask])` as device arrays, ids range-checked; call in scope."""
+    cfg = model.cfg
+    out = (model.ids_in(np.asarray(src), cfg.src_vocab_size, "source"),
+           model.ids_in(np.asarray(dec_in), cfg.tgt_vocab_size, "decoder input"))
+    if label is None:
+        return out
+    label = np.asarray(label)
+    return out + (model.ids_in(label, cfg.tgt_vocab_size, "label"),
+                  model.array(label_mask(label_valid_len, label.shape[1], model.dtype)))
 
 
 def build_seq2seq(cfg: Seq2SeqConfig, params: Params, dtype: str = "float32",
-                  device: str = "cpu") -> JaxSeq2Seq:
+                  device: str = "cpu") -> Model:
     """A model holding canonical `params` (NumPy) exactly; NotSupported as `make_builtin`."""
     check_seq2seq_params(cfg, params)
     params, dev = cast_params(params, dtype), resolve_device(device)
-    path = scratch_code_path(dev.platform)
-    if cfg.impl == "builtin":
-        refuse_reset_before(cfg.spec("encoder"), builtin_name("gru"))
-        native = {k: params[k] for k in HEAD_KEYS}
-        for side in SIDES:
-            for k in range(cfg.num_layers):
-                spec = cfg.layer_spec(side, k)
-                layer = to_native(spec, layer_params(params, side, k))
-                native.update({f"{side}.l{k}.{name}": v for name, v in layer.items()})
-        params = native
-        layer_path = builtin_code_path(cfg.layer_spec("encoder", 0), dev.platform)
-        path = f"one-layer {layer_path}, per layer"
-    model = JaxSeq2Seq(cfg, dtype, dev, {}, path)
-    with model.scope():
-        model.params = {k: model.array(v) for k, v in params.items()}
-    return model
-
-
-def canonical(model: JaxSeq2Seq, named: Dict[str, np.ndarray], grads: bool = False) -> Params:
-    """NumPy arrays named as `model.params` -> canonical names (gradients by the chain rule)."""
-    cfg = model.cfg
     if cfg.impl == "scratch":
-        return dict(named)
-    return seq2seq_canonical(cfg, named, grads_from_native if grads else from_native)
+        return build_model(cfg, cfg.impl, params, dtype, dev, scratch_code_path(dev.platform))
+    builtins = {f"{side}.l{k}": (cfg.layer_spec(side, k), layer_params(params, side, k))
+                for side in SIDES for k in range(cfg.num_layers)}
+    head = {k: v for k, v in params.items() if k in HEAD_KEYS}
+    path = builtin_code_path(cfg.layer_spec("encoder", 0), dev.platform)
+    return build_model(cfg, cfg.impl, head, dtype, dev, f"one-layer {path}, per layer",
+                       builtins, lambda named, convert: seq2seq_canonical(cfg, named, convert))
 
 
-def seq2seq_params(model: JaxSeq2Seq) -> Params:
-    """The current parameters in canonical form (writable NumPy copies)."""
-    return canonical(model, to_numpy(model.params))
-
-
-def forward(model: JaxSeq2Seq, src, dec_in) -> np.ndarray:
+def forward(model: Model, src, dec_in) -> np.ndarray:
     """Teacher-forced logits `(B, T, Vt)` (NumPy), no dropout; `src: (B, Ts)`, `dec_in: (B, T)`."""
     with model.scope():
-        return np.array(forward_jit(model.cfg, model.params, *model.batch(src, dec_in)))
+        return np.array(forward_jit(model.cfg, model.params, *_batch(model, src, dec_in)))
 
 
-def loss_grads(model: JaxSeq2Seq, src, dec_in, label, label_valid_len):
+def loss_grads(model: Model, src, dec_in, label, label_valid_len):
     """`(masked loss, canonical gradients)` (NumPy), no dropout; label `(B, T)`, lengths `(B,)`."""
     with model.scope():
-        batch = model.batch(src, dec_in, label, label_valid_len)
-        loss, grads = loss_and_grads_jit(model.cfg, model.params, *batch)
-        return float(loss), canonical(model, to_numpy(grads), grads=True)
+        batch = _batch(model, src, dec_in, label, label_valid_len)
+        value, grads = loss_and_grads_jit(model.cfg, model.params, *batch)
+        return float(value), model.canonical(to_numpy(grads), grads=True)
 
 
-class Trainer:
-    """optax's Adam on every parameter, d2l's global-norm clipping, inter-layer dropout with masks
-    drawn in NumPy (common.seq2seq.DropoutDraws, the same in every framework); the whole step is
-    one jitted function (`train_step`).
-    `step(src, dec_in, label, label_valid_len) -> loss` replaces `model.params`."""
-
-    def __init__(self, model: JaxSeq2Seq, lr: float, clip: Optional[float], dropout: float,
-                 seed: int):
-        self.model, self.static = model, (model.cfg, float(lr), clip)
-        self.draws = DropoutDraws(model.cfg, dropout, seed)
-        with model.scope():
-            self.opt_state = adam(float(lr)).init(model.params)
-
-    def step(self, src, dec_in, label, label_valid_len) -> float:
-        model = self.model
-        with model.scope():
-            batch = model.batch(src, dec_in, label, label_valid_len)
-            drops = {k: model.array(v) for k, v in self.draws.next(src, dec_in).items()}
-            model.params, self.opt_state, loss = train_step(*self.static, model.params,
-                                                            self.opt_state, drops, *batch)
-            return float(loss)
-
-    def params(self) -> Params:
-        return seq2seq_params(self.model)
-
-
-def make_trainer(model: JaxSeq2Seq, lr: float = 0.005, clip: Optional[float] = 1.0,
+def make_trainer(model: Model, lr: float = 0.005, clip: Optional[float] = 1.0,
                  dropout: float = 0.0, seed: int = 0) -> Trainer:
-    """A `Trainer` over every parameter of `model` (`clip=None`: no clipping)."""
-    return Trainer(model, lr, clip, dropout, seed)
+    """optax's Adam on every parameter, d2l's global-norm clipping (`clip=None`: none),
+    inter-layer dropout with masks drawn in NumPy (common.seq2seq.DropoutDraws, the same in
+    every framework), the whole step one jitted function (trainer.train_step, the rate an
+    array): `step(src, dec_in, label, label_valid_len) -> (loss, None)`."""
+    draws = DropoutDraws(model.cfg, dropout, seed)
+
+    def inputs(model, src, dec_in, label, label_valid_len):
+        drops = {k: model.array(np.asarray(v)) for k, v in draws.next(src, dec_in).items()}
+        return (*_batch(model, src, dec_in, label, label_valid_len), drops)
+    return Trainer(model, loss, make_optimizer(model, "adam", lr), clip, inputs=inputs)
 
 
-def greedy(model: JaxSeq2Seq, src, bos: int, eos: int, num_steps: int):
+def greedy(model: Model, src, bos: int, eos: int, num_steps: int):
     """Greedy decoding, each row stopping at its first `<eos>`: `src: (B, Ts)` ->
     `(ids: (B, num_steps), lengths: (B,))` int64 NumPy; `ids[i, lengths[i]:]` are `eos`."""
     with model.scope():
-        src = model.ids_in(src, model.cfg.src_vocab_size, "source")
+        src = model.ids_in(np.asarray(src), model.cfg.src_vocab_size, "source")
         tokens = greedy_tokens(model.cfg, model.params, src, int(bos), int(num_steps))
         return truncate_at_eos(np.array(tokens), eos)

@@ -3,7 +3,7 @@
 The same function names in `torch_impl/speed.py` and `mxnet_impl/speed.py`. JAX dispatches
 asynchronously; every `Step.sync` is `jax.block_until_ready` on what the step returned (for
 training the loss and the updated parameters). The step is the adapter's own model and trainer
-(lm.py, train.py: `train_step` is one jitted function), not a copy.
+(lm.py, trainer.py: `train_step` is one jitted function), not a copy.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from common.errors import NotSupported
 from common.params import init_lm_params
 from common.speedcase import SpeedCase, Step
 
+from . import lm
 from .adapter import BACKEND
 from .devices import compute_scope, resolve_device
 from .runtime import gpu_names, make_sync, pin_threads, threads_used, versions  # noqa: F401
@@ -36,7 +37,7 @@ def build_step(case: SpeedCase, ids: np.ndarray, targets: np.ndarray, seed: int 
     model = BACKEND.build_lm(cfg, init_lm_params(cfg, seed, case.dtype), case.dtype,
                              case.device)
     with model.scope():
-        ids_j, targets_j = model.ids_in(ids), model.ids_in(targets)
+        ids_j, targets_j = model.ids_in(ids, cfg.vocab_size), model.ids_in(targets, cfg.vocab_size)
     if case.mode == "train":
         trainer = BACKEND.make_trainer(model, "sgd", 1.0, 1.0)
         fn = lambda: (trainer.step_async(ids_j, targets_j)[0], model.params)
@@ -44,7 +45,7 @@ def build_step(case: SpeedCase, ids: np.ndarray, targets: np.ndarray, seed: int 
     else:
         def fn():
             with model.scope():
-                return model.forward(ids_j)[0]
+                return lm.forward(model, ids_j)[0]
         path = "jitted forward"
     return Step(fn, make_sync(device), f"{model.code_path}; {path}", _device_name(device))
 

@@ -18,7 +18,8 @@ from bench.parity.tolerances import allclose  # noqa: E402
 from conftest import B, H, I, T, case_arrays, make_spec  # noqa: E402
 from common.errors import NotSupported, RnnbenchError  # noqa: E402
 from common.params import init_params  # noqa: E402
-from jax_impl import adapter, convert, devices, layers  # noqa: E402
+from jax_impl import convert, devices, layers  # noqa: E402
+from jax_impl import model as jax_model  # noqa: E402
 from jax_impl.adapter import BACKEND  # noqa: E402
 from test_convert_backends import builtin_cells, impls, shapes  # noqa: E402
 
@@ -194,7 +195,7 @@ def test_float64_does_not_leak_x64(impl):
 
 def test_float64_without_x64_is_not_supported_quoting_jax(monkeypatch):
     """If x64 cannot be switched on, JAX would truncate to float32: refuse, with JAX's words."""
-    monkeypatch.setattr(adapter, "compute_scope", lambda device, dtype: devices.compute_scope(
+    monkeypatch.setattr(jax_model, "compute_scope", lambda device, dtype: devices.compute_scope(
         device, "float32"))
     spec = make_spec("rnn", "reset_after", 1, False)
     with pytest.raises(NotSupported, match="float64.*not available.*jax_enable_x64"):

@@ -29,7 +29,7 @@ def test_steps_reuse_one_executable(impl):
     the cached `train_step` executable: no retracing per step."""
     cfg, params, ids, targets, state = case(impl, "lstm", "onehot", 1)
     be, model = build(BACKEND, cfg, params)
-    from jax_impl.train import train_step
+    from jax_impl.trainer import train_step
     trainer = be.make_trainer(model, "sgd", lr=0.1, clip=1.0)
     _, carried = trainer.step(ids, targets, None)
     compiled = train_step._cache_size()
