@@ -19,8 +19,7 @@ PACKAGES = [package for package, _, _ in BACKENDS.values()]
 # Functions only one or two packages have, by module: framework-specific kernels and helpers
 # that no counterpart needs. The check fails on a new one, and on an entry that has gone.
 FRAMEWORK_ONLY = {
-    "adapter": {"mxnet_impl": {"builtin_code_path", "mxnet_error_text", "run_layer"},
-                "jax_impl": {"forward_jit", "run_layer", "vjp_jit"}},
+    "adapter": {"mxnet_impl": {"mxnet_error_text"}, "jax_impl": {"forward_jit", "vjp_jit"}},
     "cells": {"mxnet_impl": {"matmul"},
               "jax_impl": {"gru_pointwise", "lstm_pointwise", "reset_before_fused_step",
                            "rnn_pointwise", "rnn_relu_pointwise", "split_of"}},
@@ -28,18 +27,16 @@ FRAMEWORK_ONLY = {
                 "jax_impl": {"cell_table", "name_map", "native_scopes"}},
     "devices": {"torch_impl": {"device_names", "set_tf32"}, "mxnet_impl": {"device_name"},
                 "jax_impl": {"compute_scope", "device_names", "is_gpu"}},
-    "ladder": {"torch_impl": {"build_model", "cross_entropy", "detach", "one_cycle_scheduler"},
-               "mxnet_impl": {"build_model", "dense", "detach", "embed", "token_nll"},
+    "ladder": {"torch_impl": {"cross_entropy", "detach", "one_cycle_scheduler"},
+               "mxnet_impl": {"dense", "detach", "embed", "token_nll"},
                "jax_impl": {"embed", "fastai_adam", "schedules", "token_nll", "zero_state"}},
-    "layers": {"torch_impl": {"builtin_code_path", "fast_recurrence", "relu_loop"},
+    "layers": {"torch_impl": {"fast_recurrence", "relu_loop"},
                "mxnet_impl": {"builtin_from_native", "check_builtin_activation",
-                              "fast_recurrence", "native_arrays", "pack_states", "relu_loop",
-                              "unpack_states"},
-               "jax_impl": {"builtin_code_path", "builtin_module", "run_direction_hoisted",
-                            "run_direction_split", "scratch_code_path"}},
-    "lm": {"torch_impl": {"detach_state"},
-           "mxnet_impl": {"detach_state", "loss_and_backward", "make_parameter", "output_layer"},
-           "jax_impl": {"loss_and_grads", "loss_fn"}},
+                              "fast_recurrence", "pack_states", "relu_loop", "unpack_states"},
+               "jax_impl": {"builtin_module", "run_direction_hoisted", "run_direction_split",
+                            "scratch_code_path"}},
+    "lm": {"torch_impl": {"detach_state"}, "mxnet_impl": {"detach_state", "output_layer"},
+           "jax_impl": {"loss_and_grads"}},
     "recurrence": {"torch_impl": {
         "backward_loop", "backward_weight", "forward_loop", "forward_weight", "gru_backward_loop",
         "gru_forward_loop", "gru_local_derivatives", "hand_gru", "hand_lstm", "hand_rnn",
@@ -53,14 +50,10 @@ FRAMEWORK_ONLY = {
                              "scripted_loop"},
               "mxnet_impl": {"fc", "hand_forward_backward", "lstm_pointwise", "onednn_layer",
                              "split_steps"},
-              "jax_impl": {"grads_fn", "hand_vjp_layer", "hlo_kernels", "jaxpr_ops", "loss_fn",
-                           "train_step"}},
+              "jax_impl": {"grads_fn", "hand_vjp_layer", "hlo_kernels", "jaxpr_ops"}},
     "runtime": {"mxnet_impl": {"enabled_features", "num_gpus", "openmp_counts"}},
-    "seq2seq": {"torch_impl": {"bias_masks"}, "mxnet_impl": {"bias_masks", "loss_and_backward"},
-                "jax_impl": {"adam", "greedy_tokens", "loss_fn", "run_layer",
-                             "train_step"}},
-    "train": {"torch_impl": {"bias_masks"}, "mxnet_impl": {"bias_masks"},
-              "jax_impl": {"train_step"}},
+    "seq2seq": {"torch_impl": {"bias_masks"}, "mxnet_impl": {"bias_masks"},
+                "jax_impl": {"greedy_tokens", "run_layer"}},
 }
 
 
@@ -95,7 +88,8 @@ def test_shared_modules_define_the_same_public_functions(module):
 
 
 def test_the_packages_share_the_capability_modules():
-    assert {"arrays", "cells", "layers", "runtime", "train", "adapter"} <= set(shared_modules())
+    assert {"arrays", "cells", "layers", "model", "runtime", "trainer",
+            "adapter"} <= set(shared_modules())
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
@@ -124,7 +118,8 @@ def arguments(package: str, module: str) -> dict:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")}
 
 
-@pytest.mark.parametrize("module", ["arrays", "runtime", "train", "cells", "convert", "devices"])
+@pytest.mark.parametrize("module", ["arrays", "runtime", "model", "trainer", "cells", "convert",
+                                    "devices"])
 def test_shared_functions_take_the_same_arguments(module):
     found = [arguments(package, module) for package in PACKAGES]
     for name in set.intersection(*map(set, found)):

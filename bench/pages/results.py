@@ -256,7 +256,7 @@ def render_translation(results: Path) -> Page:
         "NumPy from (seed, step, side, layer) and shared by the three frameworks "
         "(`common.seq2seq.DropoutDraws`), so each framework trains the same experiment; what "
         "remains between them is float32 rounding amplified over the epochs, and Gluon's Adam "
-        "folding its epsilon differently (`mxnet_impl/train.py`).", ""]
+        "folding its epsilon differently (`mxnet_impl/trainer.py`).", ""]
     head = (f"the mean BLEU on d2l's four sentences is {min(means):.3f}"
             + (f" to {max(means):.3f}" if max(means) > min(means) else "")
             + f" in all {len(logs)} framework × implementation runs")
