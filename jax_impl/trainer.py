@@ -107,10 +107,17 @@ def _train_step(loss, cfg, transform, state: TrainState, batch, hyper, masks):
 train_step = jax.jit(_train_step, static_argnums=(0, 1, 2))
 
 
+def _array_in(model: Model, b):
+    """One batch entry as a device array: a JAX array as it is (no host round trip on the hot
+    path), NumPy ids as int32, other NumPy in the model's dtype; call in scope."""
+    if isinstance(b, jax.Array):
+        return b
+    return model.ids_in(b) if np.issubdtype(np.asarray(b).dtype, np.integer) else model.array(b)
+
+
 def _arrays_in(model: Model, *batch):
-    """The default `inputs`: NumPy arrays as device arrays (ids stay integer); call in scope."""
-    return tuple(model.ids_in(b) if np.issubdtype(np.asarray(b).dtype, np.integer)
-                 else model.array(b) for b in batch)
+    """The default `inputs`: every batch entry through `_array_in`."""
+    return tuple(_array_in(model, b) for b in batch)
 
 
 class Trainer:

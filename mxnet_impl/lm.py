@@ -16,7 +16,7 @@ from common.config import LMConfig
 from common.params import LM_HEAD_KEYS, Params, duplicate_bias_masks, lm_canonical, prefixes
 
 from ._mx import mx
-from .arrays import from_numpy, states_in
+from .arrays import states_in
 from .convert import NATIVE_GATES, native_prefix
 from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of
 from .model import Model, build_model
@@ -98,14 +98,13 @@ def loss(model: Model, ids, targets, state=None):
     return value, value, detach_state(finals)
 
 
-def bias_masks(model: Model) -> Dict[str, object]:
+def bias_masks(model: Model) -> Dict[str, np.ndarray]:
     """`common.params.duplicate_bias_masks` by Gluon's names (`l0_h2h_bias`, ...) for the
-    built-in, by canonical names for scratch, as nd arrays (trainer.py says why)."""
+    built-in, by canonical names for scratch (trainer.py says why); NumPy, the trainer casts them."""
     spec = model.cfg.layer_spec
     names = (None if model.module is None
              else [native_prefix(p) + "h2h_bias" for p in prefixes(spec)])
-    masks = duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
-    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
+    return duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
 
 
 def make_trainer(model: Model, optimizer: str = "sgd", lr: float = 1.0,

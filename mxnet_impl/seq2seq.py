@@ -26,7 +26,7 @@ from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
 
 from ._mx import mx
 from .adapter import mxnet_error_text
-from .arrays import from_numpy, to_numpy
+from .arrays import to_numpy
 from .convert import NATIVE_GATES
 from .devices import resolve_device
 from .layers import (SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, builtin_name,
@@ -136,12 +136,11 @@ def loss_grads(model: Model, src, dec_in, label, label_valid_len):
     return float(value.asscalar()), model.canonical_grads()
 
 
-def bias_masks(model: Model) -> Dict[str, object]:
+def bias_masks(model: Model) -> Dict[str, np.ndarray]:
     """`common.params.duplicate_bias_masks` of each built-in's `l0_h2h_bias` (see trainer.py for
-    why), as nd arrays; empty for scratch."""
+    why), NumPy (the trainer casts them); empty for scratch."""
     names = [f"{name}.l0_h2h_bias" for name in model.modules]
-    masks = duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
-    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
+    return duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
 
 
 def make_trainer(model: Model, lr: float = 0.005, clip: Optional[float] = 1.0,

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
+
 from common.config import OPTIMIZERS, check_choice
 from common.params import Params
 
@@ -68,13 +70,13 @@ class Trainer:
     with Gluon's `step(batch_size)`; the loss is already a mean, hence `step(1)`."""
 
     def __init__(self, model: Model, loss: Callable, optimizer,
-                 clip: Optional[float] = None, masks: Optional[Dict[str, object]] = None,
+                 clip: Optional[float] = None, masks: Optional[Dict[str, np.ndarray]] = None,
                  scheduler=None, evaluate: Optional[Callable] = None):
         self.model, self.loss, self.optimizer, self.clip = model, loss, optimizer, clip
         self.scheduler, self.evaluator = scheduler, evaluate
         leaves = model.leaves()
         self.grads = [p.grad(model.device) for p in leaves.values()]
-        self.masks = [(leaves[name].grad(model.device), mask)
+        self.masks = [(leaves[name].grad(model.device), model.array(mask))
                       for name, mask in (masks or {}).items()]
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,7 +17,7 @@ from torch import nn
 from common.config import LMConfig
 from common.params import LM_HEAD_KEYS, Params, duplicate_bias_masks, lm_canonical
 
-from .arrays import from_numpy, states_in
+from .arrays import states_in
 from .convert import NATIVE_GATES, native_suffixes
 from .layers import builtin_code_path, builtin_forward, code_path_of, forward_of
 from .model import Model, build_model
@@ -76,13 +77,12 @@ def loss(model: Model, ids, targets, state=None):
     return value, value, detach_state(finals)
 
 
-def bias_masks(model: Model) -> Dict[str, torch.Tensor]:
+def bias_masks(model: Model) -> Dict[str, np.ndarray]:
     """`common.params.duplicate_bias_masks` by torch's names (`bias_hh_l0`, ...) for the
-    built-in, by canonical names for scratch, as tensors (trainer.py says why)."""
+    built-in, by canonical names for scratch (trainer.py says why); NumPy, the trainer casts them."""
     spec = model.cfg.layer_spec
     names = None if model.module is None else [f"bias_hh_{s}" for _, s in native_suffixes(spec)]
-    masks = duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
-    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
+    return duplicate_bias_masks(spec, names, NATIVE_GATES[spec.cell])
 
 
 def make_trainer(model: Model, optimizer: str = "sgd", lr: float = 1.0,

@@ -21,7 +21,7 @@ from common.seq2seq import (HEAD_KEYS, SIDES, DropoutDraws, Seq2SeqConfig,
                             check_seq2seq_params, label_mask, layer_params, seq2seq_canonical,
                             truncate_at_eos)
 
-from .arrays import from_numpy, to_numpy
+from .arrays import to_numpy
 from .convert import NATIVE_GATES
 from .devices import TORCH_DTYPES, resolve_device
 from .layers import SCRATCH_CODE_PATH, builtin_code_path, builtin_forward, scratch_forward
@@ -121,12 +121,11 @@ def loss_grads(model: Model, src, dec_in, label, label_valid_len):
                                          grads=True)
 
 
-def bias_masks(model: Model) -> Dict[str, torch.Tensor]:
+def bias_masks(model: Model) -> Dict[str, np.ndarray]:
     """`common.params.duplicate_bias_masks` of each built-in's `bias_hh_l0` (see trainer.py for
-    why), as tensors; empty for scratch."""
+    why), NumPy (the trainer casts them); empty for scratch."""
     names = [f"{name}.bias_hh_l0" for name in model.modules]
-    masks = duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
-    return {k: from_numpy(m, model.dtype, model.device) for k, m in masks.items()}
+    return duplicate_bias_masks(model.cfg.layer_spec("encoder", 0), names, NATIVE_GATES["gru"])
 
 
 def make_trainer(model: Model, lr: float = 0.005, clip: Optional[float] = 1.0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 
 from common.config import OPTIMIZERS, check_choice
@@ -50,13 +51,13 @@ class Trainer:
     returns beside it (the language model's detached final states, say)."""
 
     def __init__(self, model: Model, loss: Callable, optimizer,
-                 clip: Optional[float] = None, masks: Optional[Dict[str, torch.Tensor]] = None,
+                 clip: Optional[float] = None, masks: Optional[Dict[str, np.ndarray]] = None,
                  scheduler=None, evaluate: Optional[Callable] = None):
         self.model, self.loss, self.optimizer, self.clip = model, loss, optimizer, clip
         self.scheduler, self.evaluator = scheduler, evaluate
         leaves = model.leaves()
         self.leaves = list(leaves.values())
-        self.masks = [(leaves[name], mask) for name, mask in (masks or {}).items()]
+        self.masks = [(leaves[name], model.array(mask)) for name, mask in (masks or {}).items()]
 
     @property
     def code_path(self) -> str:
